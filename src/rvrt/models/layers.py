@@ -1,0 +1,113 @@
+"""Small building blocks shared by the RVRT family (RVRT, RVRT Light, VRT).
+
+Module attribute names reproduce the published state-dict keys, so official checkpoints load
+with ``strict=True``. Where the published models keep parameters inside an ``nn.Sequential``
+interleaved with parameter-free layout changes, we register the parametrised layers under the
+same numeric names and write the layout changes out in ``forward``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Mlp", "IndexedModules", "Upsampler", "conv3d_per_frame", "mirror_pad_end", "to_channels_last"]
+
+
+class Mlp(nn.Module):
+    """``fc1 -> GELU -> fc2`` on the last dimension."""
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int | None = None,
+                 gelu_approximate: str = "none") -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU(approximate=gelu_approximate)
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class IndexedModules(nn.Module):
+    """A container whose children are registered under given (often numeric) names.
+
+    ``IndexedModules({"1": nn.Linear(...)})`` gives state-dict keys ``<name>.1.weight`` like a
+    slot of an ``nn.Sequential``, while the owner decides how the children are applied.
+    """
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)
+
+    def __getitem__(self, name: str | int) -> nn.Module:
+        return self._modules[str(name)]
+
+
+def conv3d_per_frame(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """Apply a ``(1, kh, kw)`` :class:`nn.Conv3d` to ``(N, T, C, H, W)`` frame by frame.
+
+    Equivalent to the 3-D convolution (the temporal kernel is 1), computed as one 2-D
+    convolution over ``N * T`` frames, which is faster on every backend.
+
+    Returns:
+        ``(N, T, C_out, H', W')``.
+    """
+    n, t, c, h, w = x.shape
+    weight = conv.weight.squeeze(2)
+    stride = conv.stride[1:]
+    padding = conv.padding[1:]
+    y = F.conv2d(x.reshape(n * t, c, h, w), weight, conv.bias, stride, padding, 1, conv.groups)
+    return y.reshape(n, t, *y.shape[1:])
+
+
+class Upsampler(IndexedModules):
+    """Sub-pixel upsampling on ``(N, T, C, H, W)``: ``[conv 3x3 -> PixelShuffle(2) -> LeakyReLU(0.1)] * log2(scale)``
+    then a final 3x3 conv (scale a power of two), or one ``PixelShuffle(3)`` step for scale 3.
+
+    Convolutions sit at indices ``0, 5, 10, ...`` like the published ``upsampler.*`` keys.
+    """
+
+    def __init__(self, scale: int, num_feat: int) -> None:
+        if scale & (scale - 1) == 0:
+            steps, factor = int(math.log2(scale)), 2
+        elif scale == 3:
+            steps, factor = 1, 3
+        else:
+            raise ValueError(f"upsampling scale {scale} is not supported: use a power of two or 3")
+        mods: dict[str, nn.Module] = {}
+        for i in range(steps):
+            mods[str(5 * i)] = nn.Conv3d(num_feat, factor * factor * num_feat, (1, 3, 3), padding=(0, 1, 1))
+        mods[str(5 * steps)] = nn.Conv3d(num_feat, num_feat, (1, 3, 3), padding=(0, 1, 1))
+        super().__init__(mods)
+        self.steps = steps
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(self.steps):
+            x = conv3d_per_frame(self[5 * i], x)
+            n, t = x.shape[:2]
+            x = F.pixel_shuffle(x.flatten(0, 1), self.factor)
+            x = F.leaky_relu(x.reshape(n, t, *x.shape[1:]), 0.1)
+        return conv3d_per_frame(self[5 * self.steps], x)
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``(N, T, C, H, W) -> (N, T, H, W, C)``."""
+    return x.permute(0, 1, 3, 4, 2)
+
+
+def mirror_pad_end(x: torch.Tensor, dim: int, amount: int) -> torch.Tensor:
+    """Pad ``amount`` entries at the end of ``dim`` by mirroring, edge included.
+
+    One step appends the last ``k`` entries in reverse order (``a b c | c b``), the padding of
+    the official test scripts; padding longer than the tensor repeats the step.
+    """
+    while amount > 0:
+        k = min(amount, x.shape[dim])
+        x = torch.cat([x, x.narrow(dim, x.shape[dim] - k, k).flip(dim)], dim)
+        amount -= k
+    return x

@@ -1,0 +1,441 @@
+"""RVRT: Recurrent Video Restoration Transformer with Guided Deformable Attention.
+
+Liang et al., NeurIPS 2022 (arXiv:2206.02146). The video is cut into clips of two frames; four
+propagation branches (backward, forward, backward, forward) refine every clip from the clip
+before it, aligned by guided deformable attention (GDA) around SpyNet flows; a Swin
+reconstruction and a sub-pixel upsampler produce the output.
+
+This implementation computes the same function as the published model (same parameter names
+and shapes, checkpoints load with ``strict=True``) but is pure: ``forward`` writes nothing on
+the module, follows the input's device and dtype, detects mirror-extended input per call, and
+pads inputs the published model cannot take (odd frame counts, small or unaligned frames) the
+way the official test script does, then crops back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvrt.models.layers import IndexedModules, Mlp, Upsampler, conv3d_per_frame, mirror_pad_end
+from rvrt.models.spynet import MIN_FLOW_SIZE, SpyNet
+from rvrt.models.swin import RSTBWithInputConv
+from rvrt.models.warp import flow_warp
+from rvrt.ops.gda import Backend, guided_deformable_attention
+
+__all__ = ["RVRT", "RVRTConfig", "GuidedDeformableAttention", "BRANCHES"]
+
+BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
+
+
+def _tuple(v: Any) -> Any:
+    return tuple(v) if isinstance(v, (list, tuple)) else v
+
+
+@dataclass(frozen=True)
+class RVRTConfig:
+    """Architecture of an RVRT model. Field names and defaults are the official constructor's.
+
+    ``use_checkpoint_*`` and ``no_checkpoint_*_blocks`` control activation checkpointing of
+    the four propagation backbones (training only); ``cpu_cache_length`` is the clip length
+    above which per-clip features are offloaded to host memory on CUDA (see ``RVRT.forward``).
+    """
+
+    upscale: int = 4
+    clip_size: int = 2
+    img_size: tuple[int, int, int] = (2, 64, 64)
+    window_size: tuple[int, int, int] = (2, 8, 8)
+    num_blocks: tuple[int, int, int] = (1, 2, 1)
+    depths: tuple[int, int, int] = (2, 2, 2)
+    embed_dims: tuple[int, int, int] = (144, 144, 144)
+    num_heads: tuple[int, int, int] = (6, 6, 6)
+    mlp_ratio: float = 2.0
+    qkv_bias: bool = True
+    qk_scale: float | None = None
+    inputconv_groups: tuple[int, int, int, int, int, int] = (1, 1, 1, 1, 1, 1)
+    max_residue_magnitude: float = 10.0
+    deformable_groups: int = 12
+    attention_heads: int = 12
+    attention_window: tuple[int, int] = (3, 3)
+    nonblind_denoising: bool = False
+    use_checkpoint_attn: bool = False
+    use_checkpoint_ffn: bool = False
+    no_checkpoint_attn_blocks: tuple[int, ...] = ()
+    no_checkpoint_ffn_blocks: tuple[int, ...] = ()
+    cpu_cache_length: int = 100
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _tuple(getattr(self, f.name)))
+        if self.upscale not in (1, 4):
+            raise ValueError(f"RVRT supports upscale 4 (super-resolution) or 1 (deblurring/denoising); got {self.upscale}")
+        if self.clip_size != 2:
+            raise ValueError(f"RVRT's propagation is defined for clip_size=2; got {self.clip_size}")
+        if len(self.embed_dims) != 3 or len(self.num_heads) != 3 or len(self.depths) != 3 or len(self.num_blocks) != 3:
+            raise ValueError("embed_dims, num_heads, depths and num_blocks need 3 entries each")
+        if len(set(self.embed_dims)) != 1:
+            raise ValueError(f"RVRT concatenates features of all stages, so embed_dims must be equal; got {self.embed_dims}")
+        if len(self.inputconv_groups) != 6:
+            raise ValueError(f"inputconv_groups needs 6 entries; got {self.inputconv_groups}")
+        if self.nonblind_denoising and self.upscale != 1:
+            raise ValueError("nonblind_denoising needs upscale=1")
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels: 3 (RGB), or 4 for non-blind denoising (RGB + sigma map)."""
+        return 4 if self.nonblind_denoising else 3
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> RVRTConfig:
+        """Build from the official constructor's keyword arguments.
+
+        ``spynet_path`` is not part of the architecture and must be handled by the caller;
+        ``norm_layer`` is accepted if it is ``nn.LayerNorm`` (the only supported norm).
+        """
+        kwargs = dict(kwargs)
+        norm = kwargs.pop("norm_layer", nn.LayerNorm)
+        if norm is not nn.LayerNorm:
+            raise ValueError(f"only norm_layer=nn.LayerNorm is supported; got {norm!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise ValueError(f"unknown RVRT option(s) {unknown}; known: {sorted(names)}")
+        return cls(**kwargs)
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Official constructor keyword arguments (JSON-compatible), the inverse of :meth:`from_kwargs`."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+
+class GuidedDeformableAttention(nn.Module):
+    """Aligns the propagated clip features to the current clip (the ``deform_align`` modules).
+
+    Offsets are ``max_residue_magnitude * tanh(conv_offset(...))`` around the optical flows
+    (one offset per deformable group and window tap); queries come from the current clip,
+    keys from the previous clip of the previous branch, values are the propagated features.
+    """
+
+    def __init__(self, channels: int, *, attention_window: tuple[int, int], attention_heads: int,
+                 deformable_groups: int, clip_size: int, max_residue_magnitude: float,
+                 gda_backend: Backend = "auto") -> None:
+        super().__init__()
+        self.channels = channels
+        self.kernel_size = tuple(attention_window)
+        self.taps = self.kernel_size[0] * self.kernel_size[1]
+        self.attention_heads = attention_heads
+        self.deformable_groups = deformable_groups
+        self.clip_size = clip_size
+        self.max_residue_magnitude = max_residue_magnitude
+        self.gda_backend = gda_backend
+        proj = 2 * channels  # attention runs at twice the feature width
+        self.proj_channels = proj
+        self.proj_q = IndexedModules({"1": nn.Linear(channels, proj)})
+        self.proj_k = IndexedModules({"1": nn.Linear(channels, proj)})
+        self.proj_v = IndexedModules({"1": nn.Linear(channels, proj)})
+        self.mlp = IndexedModules({"1": Mlp(channels, channels * 2, channels)})
+        offset_in = channels * (1 + clip_size) + clip_size * 2
+        offset_out = clip_size * deformable_groups * self.taps * 2
+        layers: list[nn.Module] = [nn.Conv3d(offset_in, 64, (1, 1, 1)), nn.LeakyReLU(0.1)]
+        for _ in range(4):
+            layers += [nn.Conv3d(64, 64, (1, 3, 3), padding=(0, 1, 1)), nn.LeakyReLU(0.1)]
+        layers.append(nn.Conv3d(64, offset_out, (1, 1, 1)))
+        self.conv_offset = nn.Sequential(*layers)
+        self.proj = IndexedModules({"1": nn.Linear(proj, channels)})
+        # the published initialisation starts from pure flow-guided sampling
+        nn.init.zeros_(self.conv_offset[-1].weight)
+        nn.init.zeros_(self.conv_offset[-1].bias)
+
+    @staticmethod
+    def _linear(module: IndexedModules, x: torch.Tensor) -> torch.Tensor:
+        # (N, T, C, H, W) -> linear on channels -> (N, T, C', H, W)
+        return module[1](x.permute(0, 1, 3, 4, 2)).permute(0, 1, 4, 2, 3)
+
+    def _offsets(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.conv_offset):
+            x = conv3d_per_frame(layer, x) if isinstance(layer, nn.Conv3d) else layer(x)
+        return x
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v_warped: list[torch.Tensor],
+                flows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Args:
+            q: ``(N, clip, C, H, W)`` current clip (of the previous branch).
+            k: ``(N, clip, C, H, W)`` previous clip (of the previous branch).
+            v: ``(N, clip, C, H, W)`` propagated features of the previous clip.
+            v_warped: ``clip`` flow-warped copies of ``v``, one per clip slot.
+            flows: ``clip`` flows ``(N, clip, 2, H, W)`` (dx, dy) from the current to the previous clip.
+
+        Returns:
+            aligned features ``(N, clip, C, H, W)`` and the two updated flows (mean offsets, dx/dy).
+        """
+        n, t, c, h, w = q.shape
+        raw = self.max_residue_magnitude * torch.tanh(self._offsets(torch.cat([q, *v_warped, *flows], 2)))
+        per_slot = raw.shape[2] // self.clip_size
+        # each slot's residual offsets plus its flow, repeated for every group and tap as (dy, dx)
+        slots = [
+            raw[:, :, s * per_slot : (s + 1) * per_slot] + flows[s].flip(2).repeat(1, 1, per_slot // 2, 1, 1)
+            for s in range(self.clip_size)
+        ]
+        offset = torch.cat(slots, 2).flatten(0, 1)
+        qp = self._linear(self.proj_q, q).reshape(n * t, self.proj_channels, h, w)
+        kv = torch.cat([self._linear(self.proj_k, k), self._linear(self.proj_v, v)], 2)
+        out = guided_deformable_attention(
+            qp, kv, offset, kernel_size=self.kernel_size, attention_heads=self.attention_heads,
+            deformable_groups=self.deformable_groups, clip_size=self.clip_size, backend=self.gda_backend,
+        ).view(n, t, self.proj_channels, h, w)
+        out = self._linear(self.proj, out)
+        out = out + self.mlp[1](out.permute(0, 1, 3, 4, 2)).permute(0, 1, 4, 2, 3)
+        new_flows = [s.view(n, t, per_slot // 2, 2, h, w).mean(2).flip(2) for s in slots]
+        return out, new_flows[0], new_flows[1]
+
+
+class _StridedFeatureExtractor(IndexedModules):
+    """Shallow features at 1/4 resolution (deblurring/denoising): two stride-2 convs, then Swin.
+
+    Keys ``feat_extract.1``, ``feat_extract.3`` (convs) and ``feat_extract.6`` (RSTBWithInputConv).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(conv3d_per_frame(self[1], x), 0.1)
+        x = F.leaky_relu(conv3d_per_frame(self[3], x), 0.1)
+        return self[6](x)
+
+
+class RVRT(nn.Module):
+    """RVRT video restoration network.
+
+    Build it from a :class:`RVRTConfig`, or from the official constructor's keyword arguments
+    (``RVRT(upscale=4, embed_dims=[144]*3, ...)``).
+
+    Args:
+        config: the architecture.
+        spynet_path: optional local file with SpyNet weights (``{'params': state_dict}`` or a
+            state dict) loaded into ``spynet`` (the official ``spynet_path``; never downloads).
+        gda_backend: guided deformable attention backend, ``"auto"``, ``"reference"`` or ``"triton"``.
+        **kwargs: official constructor arguments, used when ``config`` is None.
+    """
+
+    def __init__(self, config: RVRTConfig | None = None, *, spynet_path: str | None = None,
+                 gda_backend: Backend = "auto", **kwargs: Any) -> None:
+        super().__init__()
+        if config is None:
+            config = RVRTConfig.from_kwargs(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a config or keyword arguments, not both")
+        self.config = config
+        cfg = config
+        dim = cfg.embed_dims[0]
+        swin = dict(mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale)
+        frame_window = (1, cfg.window_size[1], cfg.window_size[2])
+
+        self.spynet = SpyNet()
+        if cfg.upscale == 4:
+            self.feat_extract = RSTBWithInputConv(
+                3, dim, groups=cfg.inputconv_groups[0], num_blocks=cfg.num_blocks[0], depth=cfg.depths[0],
+                num_heads=cfg.num_heads[0], window_size=frame_window, **swin,
+            )
+        else:
+            self.feat_extract = _StridedFeatureExtractor({
+                "1": nn.Conv3d(cfg.in_channels, dim, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+                "3": nn.Conv3d(dim, dim, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+                "6": RSTBWithInputConv(
+                    dim, dim, groups=cfg.inputconv_groups[0], num_blocks=cfg.num_blocks[0], depth=cfg.depths[0],
+                    num_heads=cfg.num_heads[0], window_size=frame_window, **swin,
+                ),
+            })
+
+        self.backbone = nn.ModuleDict()
+        self.deform_align = nn.ModuleDict()
+        for i, name in enumerate(BRANCHES):
+            self.deform_align[name] = GuidedDeformableAttention(
+                cfg.embed_dims[1], attention_window=cfg.attention_window, attention_heads=cfg.attention_heads,
+                deformable_groups=cfg.deformable_groups, clip_size=cfg.clip_size,
+                max_residue_magnitude=cfg.max_residue_magnitude, gda_backend=gda_backend,
+            )
+            self.backbone[name] = RSTBWithInputConv(
+                (2 + i) * dim, cfg.embed_dims[1], groups=cfg.inputconv_groups[i + 1], num_blocks=cfg.num_blocks[1],
+                depth=cfg.depths[1], num_heads=cfg.num_heads[1], window_size=cfg.window_size,
+                checkpoint_attn=cfg.use_checkpoint_attn and i not in cfg.no_checkpoint_attn_blocks,
+                checkpoint_ffn=cfg.use_checkpoint_ffn and i not in cfg.no_checkpoint_ffn_blocks, **swin,
+            )
+        self.reconstruction = RSTBWithInputConv(
+            5 * dim, cfg.embed_dims[2], groups=cfg.inputconv_groups[5], num_blocks=cfg.num_blocks[2],
+            depth=cfg.depths[2], num_heads=cfg.num_heads[2], window_size=frame_window, **swin,
+        )
+        self.conv_before_upsampler = nn.Sequential(nn.Conv3d(cfg.embed_dims[2], 64, (1, 1, 1)), nn.LeakyReLU(0.1))
+        self.upsampler = Upsampler(4, 64)
+        self.conv_last = nn.Conv3d(64, 3, (1, 3, 3), padding=(0, 1, 1))
+
+        if spynet_path is not None:
+            from rvrt.checkpoint import load_state_dict_file
+
+            self.spynet.load_state_dict(load_state_dict_file(spynet_path), strict=True)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def scale(self) -> int:
+        return self.config.upscale
+
+    def padded_size(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        """The ``(T, H, W)`` the network runs at for an input of ``(t, h, w)``.
+
+        Unchanged where the published network accepts the input; otherwise the next size it
+        accepts, reached by mirror padding at the end (frames: an even count, as the official
+        test script pads; rows/columns: the next multiple of 8 that gives SpyNet frames larger
+        than 32 pixels and, for 1/4-resolution models, a multiple of 4).
+        """
+        tp = t if (t % 2 == 0 or t == 3) else t + 1
+        if self.config.upscale == 4:
+            ok = lambda s: s >= MIN_FLOW_SIZE  # noqa: E731
+            least = MIN_FLOW_SIZE
+        else:
+            ok = lambda s: s % 4 == 0 and s // 4 >= MIN_FLOW_SIZE  # noqa: E731
+            least = 4 * MIN_FLOW_SIZE
+        fix = lambda s: s if ok(s) else -(-max(s, least) // 8) * 8  # noqa: E731
+        return tp, fix(h), fix(w)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, *, offload: bool | None = None) -> torch.Tensor:
+        """Restore a batch of clips.
+
+        Args:
+            x: ``(N, T, C, H, W)`` float in [0, 1]; ``C = 3``, or 4 for non-blind denoising
+               (RGB plus a constant ``sigma / 255`` map). Any ``T >= 1`` and ``H, W >= 1``.
+            offload: keep per-clip features in host memory between branches (long videos on a
+                GPU). ``None`` follows the official rule: offload when ``T > cpu_cache_length``
+                and the input is on a CUDA device. Results are the same either way.
+
+        Returns:
+            ``(N, T, 3, s * H, s * W)``, ``s = upscale``.
+        """
+        cfg = self.config
+        if x.dim() != 5:
+            raise ValueError(f"input must be (N, T, C, H, W); got shape {tuple(x.shape)}")
+        n, t, c, h, w = x.shape
+        if c != cfg.in_channels:
+            what = "RGB + sigma map" if cfg.nonblind_denoising else "RGB"
+            raise ValueError(f"this model takes {cfg.in_channels} input channels ({what}); got {c}")
+        if not x.is_floating_point():
+            raise ValueError(f"input must be a floating-point tensor in [0, 1]; got {x.dtype}")
+        if t < 1 or h < 1 or w < 1:
+            raise ValueError(f"input has an empty dimension: {tuple(x.shape)}")
+        tp, hp, wp = self.padded_size(t, h, w)
+        x = mirror_pad_end(mirror_pad_end(mirror_pad_end(x, 1, tp - t), 3, hp - h), 4, wp - w)
+        if offload is None:
+            offload = tp > cfg.cpu_cache_length and x.is_cuda
+        out = self._run(x, offload=offload and x.device.type != "cpu")
+        s = cfg.upscale
+        return out[:, :t, :, : h * s, : w * s]
+
+    def compute_flows(self, lq: torch.Tensor, mirror: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backward flows (frame i <- i+1) and forward flows (frame i+1 <- i), ``(N, T-1, 2, H, W)`` each.
+
+        For a mirror-extended clip the forward flows are the backward flows reversed in time.
+        """
+        n, t, c, h, w = lq.shape
+        a = lq[:, :-1].reshape(-1, c, h, w)
+        b = lq[:, 1:].reshape(-1, c, h, w)
+        backward = self.spynet(a, b).view(n, t - 1, 2, h, w)
+        forward = backward.flip(1) if mirror else self.spynet(b, a).view(n, t - 1, 2, h, w)
+        return backward, forward
+
+    def _run(self, x: torch.Tensor, offload: bool) -> torch.Tensor:
+        cfg = self.config
+        n, t, _, h, w = x.shape
+        half = t // 2
+        mirror = t % 2 == 0 and torch.equal(x[:, :half], x[:, half:].flip(1))
+        if cfg.upscale == 4:
+            lq_flow = x
+        else:
+            lq_flow = F.interpolate(x[:, :, :3].reshape(-1, 3, h, w), scale_factor=0.25, mode="bicubic")
+            lq_flow = lq_flow.view(n, t, 3, h // 4, w // 4)
+
+        store = (lambda f: f.to("cpu", non_blocking=True)) if offload else (lambda f: f)  # noqa: E731
+        fetch = (lambda f: f.to(x.device, non_blocking=True)) if offload else (lambda f: f)  # noqa: E731
+
+        n_clips = t // cfg.clip_size
+        if offload:
+            shallow = [store(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
+        else:
+            shallow = list(torch.chunk(self.feat_extract(x), n_clips, dim=1))
+        flows_backward, flows_forward = self.compute_flows(lq_flow, mirror)
+
+        feats: dict[str, list[torch.Tensor]] = {"shallow": shallow}
+        updated: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for name in BRANCHES:
+            flows = flows_backward if name.startswith("backward") else flows_forward
+            feats[name] = self._propagate(feats, flows, name, updated, store, fetch)
+        return self._reconstruct(x[:, :, :3], feats, store, fetch, offload)
+
+    def _propagate(self, feats, flows, name, updated, store, fetch) -> list[torch.Tensor]:
+        """One propagation branch over all clips; returns its features per clip in time order."""
+        n_clips = len(feats["shallow"])
+        backward = name.startswith("backward")
+        first_pass = name.endswith("_1")
+        order = list(range(n_clips))[::-1] if backward else list(range(n_clips))
+        # flow index of the frame pairs met along the direction of propagation
+        if backward:
+            flow_idx = list(range(flows.shape[1], -1, -1))
+        else:
+            flow_idx = list(range(-1, flows.shape[1]))
+        prev = list(feats)[-1]  # the branch computed before this one
+        timed = (lambda f: f.flip(1)) if backward else (lambda f: f)  # noqa: E731
+        align = self.deform_align[name]
+        if first_pass:
+            updated[name] = []
+
+        out: list[torch.Tensor] = []
+        feat_prop = torch.zeros_like(fetch(feats["shallow"][0]))
+        for i, idx in enumerate(order):
+            if i > 0:
+                if first_pass:
+                    f01 = flows[:, flow_idx[2 * i - 1]]
+                    f12 = flows[:, flow_idx[2 * i]]
+                    f23 = flows[:, flow_idx[2 * i + 1]]
+                    f02 = f12 + flow_warp(f01, f12)
+                    f13 = f23 + flow_warp(f12, f23)
+                    f03 = f23 + flow_warp(f02, f23)
+                    flow_n1 = torch.stack([f02, f13], 1)
+                    flow_n2 = torch.stack([f12, f03], 1)
+                else:
+                    flow_n1, flow_n2 = updated[name.replace("_2", "_1")][i - 1]
+                q = timed(fetch(feats[prev][idx]))
+                k = timed(fetch(feats[prev][order[i - 1]]))
+                nn_, tt, cc, hh, ww = feat_prop.shape
+                warped1 = flow_warp(feat_prop.flatten(0, 1), flow_n1.flatten(0, 1)).view(nn_, tt, cc, hh, ww)
+                warped2 = flow_warp(feat_prop.flip(1).flatten(0, 1), flow_n2.flatten(0, 1)).view(nn_, tt, cc, hh, ww)
+                feat_prop, new1, new2 = align(q, k, feat_prop, [warped1, warped2], [flow_n1, flow_n2])
+                if first_pass:
+                    updated[name].append((new1, new2))
+            inputs = [timed(fetch(feats[k][idx])) for k in feats if k != name] + [feat_prop]
+            feat_prop = feat_prop + self.backbone[name](torch.cat(inputs, dim=2))
+            out.append(store(feat_prop))
+        if backward:
+            out = [f.flip(1) for f in out[::-1]]
+        return out
+
+    def _reconstruct(self, lq, feats, store, fetch, offload) -> torch.Tensor:
+        names = ("shallow",) + BRANCHES
+        n_clips = len(feats["shallow"])
+        chunks = [range(n_clips)] if not offload else [[i] for i in range(n_clips)]
+        outs = []
+        start = 0
+        for group in chunks:
+            parts = [torch.cat([fetch(feats[k][i]) for i in group], 1) for k in names]
+            hr = self.reconstruction(torch.cat(parts, 2))
+            hr = conv3d_per_frame(self.conv_before_upsampler[0], hr)
+            hr = conv3d_per_frame(self.conv_last, self.upsampler(F.leaky_relu(hr, 0.1)))
+            tt = hr.shape[1]
+            base = lq[:, start : start + tt]
+            start += tt
+            hr = hr + F.interpolate(base, size=hr.shape[-3:], mode="trilinear", align_corners=False)
+            outs.append(store(hr))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, 1)

@@ -1,0 +1,287 @@
+"""3-D (shifted) window self-attention blocks shared by the RVRT family.
+
+Tensors inside this module are channels-last ``(B, D, H, W, C)``. A window is ``(wd, wh, ww)``
+frames x rows x columns; a dimension not larger than its window uses a window of its own size
+and no shift (as the published models do, including their quirk of slicing the full-window
+relative-position table to ``[:N, :N]`` for such shrunken windows). Sizes that are not window
+multiples are zero-padded after ``norm1`` and cropped back.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from torch import nn
+
+from rvrt.models.layers import IndexedModules, Mlp, conv3d_per_frame
+
+__all__ = [
+    "WindowAttention",
+    "SwinLayer",
+    "SwinGroup",
+    "RSTB",
+    "RSTBWithInputConv",
+    "effective_window",
+    "relative_position_index",
+    "shift_mask",
+    "window_partition",
+    "window_reverse",
+]
+
+Size3 = tuple[int, int, int]
+
+
+def effective_window(size: Size3, window: Size3, shift: Size3) -> tuple[Size3, Size3]:
+    """Window and shift actually used for an input of ``size``: a dimension no larger than its
+    window gets a window of its own size and no shift."""
+    ws = tuple(s if s <= w else w for s, w in zip(size, window))
+    ss = tuple(0 if s <= w else sh for s, w, sh in zip(size, window, shift))
+    return ws, ss  # type: ignore[return-value]
+
+
+def relative_position_index(window: Size3) -> torch.Tensor:
+    """``(N, N)`` index into the ``(2wd-1)(2wh-1)(2ww-1)`` bias table for every token pair of a window."""
+    wd, wh, ww = window
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(wd), torch.arange(wh), torch.arange(ww), indexing="ij")
+    ).flatten(1)  # (3, N)
+    rel = coords[:, :, None] - coords[:, None, :]  # (3, N, N), token i minus token j
+    rel = rel + torch.tensor([wd - 1, wh - 1, ww - 1]).view(3, 1, 1)
+    return rel[0] * (2 * wh - 1) * (2 * ww - 1) + rel[1] * (2 * ww - 1) + rel[2]
+
+
+def window_partition(x: torch.Tensor, window: Size3) -> torch.Tensor:
+    """``(B, D, H, W, C) -> (B * nW, wd * wh * ww, C)``; sizes must be window multiples."""
+    b, d, h, w, c = x.shape
+    wd, wh, ww = window
+    x = x.view(b, d // wd, wd, h // wh, wh, w // ww, ww, c)
+    return x.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, wd * wh * ww, c)
+
+
+def window_reverse(windows: torch.Tensor, window: Size3, b: int, d: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``(B * nW, N, C) -> (B, D, H, W, C)``."""
+    wd, wh, ww = window
+    x = windows.view(b, d // wd, h // wh, w // ww, wd, wh, ww, -1)
+    return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, d, h, w, -1)
+
+
+def _region_labels(size: int, window: int, shift: int) -> torch.Tensor:
+    """Label of each position of a cyclically shifted axis: tokens that were neighbours before
+    the shift share a label. Without shift the whole axis is one region."""
+    lab = torch.zeros(size, dtype=torch.long)
+    if shift > 0:
+        lab[size - window : size - shift] = 1
+        lab[size - shift :] = 2
+    return lab
+
+
+@lru_cache(maxsize=64)
+def _shift_mask_cpu(size: Size3, window: Size3, shift: Size3) -> torch.Tensor:
+    ld, lh, lw = (_region_labels(s, w, sh) for s, w, sh in zip(size, window, shift))
+    labels = (ld.view(-1, 1, 1) * 9 + lh.view(1, -1, 1) * 3 + lw.view(1, 1, -1)).float()
+    win = window_partition(labels.view(1, *size, 1), window).squeeze(-1)  # (nW, N)
+    diff = win.unsqueeze(1) - win.unsqueeze(2)
+    return torch.where(diff != 0, torch.tensor(-100.0), torch.tensor(0.0))
+
+
+def shift_mask(size: Size3, window: Size3, shift: Size3, device: torch.device) -> torch.Tensor:
+    """``(nW, N, N)`` additive mask (0 or -100) for shifted windows of a padded ``size``."""
+    return _shift_mask_cpu(tuple(size), tuple(window), tuple(shift)).to(device)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside 3-D windows, with a learned relative position bias.
+
+    Args:
+        dim: channels.
+        window_size: ``(wd, wh, ww)``.
+        num_heads: heads.
+        qkv_bias: bias in the ``qkv_self`` projection.
+        qk_scale: overrides ``head_dim ** -0.5``.
+        position_bias: learn a relative position bias table (RVRT Light has none).
+    """
+
+    def __init__(self, dim: int, window_size: Size3, num_heads: int, qkv_bias: bool = True,
+                 qk_scale: float | None = None, position_bias: bool = True) -> None:
+        super().__init__()
+        self.window_size = tuple(window_size)
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.position_bias = position_bias
+        if position_bias:
+            wd, wh, ww = self.window_size
+            self.relative_position_bias_table = nn.Parameter(
+                torch.zeros((2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1), num_heads)
+            )
+            self.register_buffer("relative_position_index", relative_position_index(self.window_size))
+        self.qkv_self = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def bias(self, n: int) -> torch.Tensor | None:
+        """``(heads, n, n)`` relative position bias for windows of ``n`` tokens."""
+        if not self.position_bias:
+            return None
+        idx = self.relative_position_index[:n, :n].reshape(-1)
+        return self.relative_position_bias_table[idx].view(n, n, -1).permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Args:
+            x: ``(B * nW, N, C)`` window tokens.
+            mask: ``(nW, N, N)`` additive mask or ``None``.
+        """
+        b_, n, c = x.shape
+        qkv = self.qkv_self(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B_, heads, N, d)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        bias = self.bias(n)
+        if bias is not None:
+            attn = attn + bias.unsqueeze(0)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(b_ // nw, nw, self.num_heads, n, n) + mask[:, :n, :n].unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, n, n)
+        attn = torch.softmax(attn, dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(b_, n, c)
+        return self.proj(out)
+
+
+class SwinLayer(nn.Module):
+    """Pre-norm transformer layer: ``x + WindowAttention(norm1(x))`` then ``x + Mlp(norm2(x))``.
+
+    Args:
+        checkpoint_attn, checkpoint_ffn: recompute the attention / MLP part in the backward
+            pass (activation checkpointing, non-reentrant so it composes with DDP).
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: Size3, shift_size: Size3 = (0, 0, 0),
+                 mlp_ratio: float = 2.0, qkv_bias: bool = True, qk_scale: float | None = None,
+                 norm_eps: float = 1e-5, gelu_approximate: str = "none", position_bias: bool = True,
+                 checkpoint_attn: bool = False, checkpoint_ffn: bool = False) -> None:
+        super().__init__()
+        self.window_size = tuple(window_size)
+        self.shift_size = tuple(shift_size)
+        if not all(0 <= s < w for s, w in zip(self.shift_size, self.window_size)):
+            raise ValueError(f"shift {self.shift_size} must be smaller than the window {self.window_size}")
+        self.checkpoint_attn = checkpoint_attn
+        self.checkpoint_ffn = checkpoint_ffn
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = WindowAttention(dim, self.window_size, num_heads, qkv_bias, qk_scale, position_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), gelu_approximate=gelu_approximate)
+
+    def _attention(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        b, d, h, w, c = x.shape
+        ws, ss = effective_window((d, h, w), self.window_size, self.shift_size)
+        x = self.norm1(x)
+        pads = [(wi - si % wi) % wi for si, wi in zip((d, h, w), ws)]
+        if any(pads):
+            x = F.pad(x, (0, 0, 0, pads[2], 0, pads[1], 0, pads[0]))
+        dp, hp, wp = d + pads[0], h + pads[1], w + pads[2]
+        shifted = any(s > 0 for s in ss)
+        if shifted:
+            x = torch.roll(x, shifts=(-ss[0], -ss[1], -ss[2]), dims=(1, 2, 3))
+        windows = self.attn(window_partition(x, ws), mask if shifted else None)
+        x = window_reverse(windows, ws, b, dp, hp, wp)
+        if shifted:
+            x = torch.roll(x, shifts=ss, dims=(1, 2, 3))
+        if any(pads):
+            x = x[:, :d, :h, :w]
+        return x
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.norm2(x))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Args:
+            x: ``(B, D, H, W, C)``.
+            mask: shift mask for the padded size (see :class:`SwinGroup`), used if this layer shifts.
+        """
+        if self.checkpoint_attn and torch.is_grad_enabled():
+            x = x + cp.checkpoint(self._attention, x, mask, use_reentrant=False)
+        else:
+            x = x + self._attention(x, mask)
+        if self.checkpoint_ffn and torch.is_grad_enabled():
+            x = x + cp.checkpoint(self._ffn, x, use_reentrant=False)
+        else:
+            x = x + self._ffn(x)
+        return x
+
+
+class SwinGroup(nn.Module):
+    """``depth`` :class:`SwinLayer` s, alternating unshifted and half-window shifted windows."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: Size3, **layer_kwargs) -> None:
+        super().__init__()
+        self.window_size = tuple(window_size)
+        self.shift_size = tuple(w // 2 for w in self.window_size)
+        self.blocks = nn.ModuleList(
+            SwinLayer(dim, num_heads, self.window_size, (0, 0, 0) if i % 2 == 0 else self.shift_size, **layer_kwargs)
+            for i in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D, H, W, C) -> (B, D, H, W, C)``."""
+        d, h, w = x.shape[1:4]
+        ws, ss = effective_window((d, h, w), self.window_size, self.shift_size)
+        padded = tuple(-(-s // wi) * wi for s, wi in zip((d, h, w), ws))
+        mask = shift_mask(padded, ws, ss, x.device) if any(s > 0 for s in ss) else None
+        if mask is not None and mask.dtype != x.dtype:
+            mask = mask.to(x.dtype)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return x
+
+
+class RSTB(nn.Module):
+    """Residual Swin Transformer block: ``x + linear(SwinGroup(x))`` (channels-last)."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: Size3, **layer_kwargs) -> None:
+        super().__init__()
+        self.residual_group = SwinGroup(dim, depth, num_heads, window_size, **layer_kwargs)
+        self.linear = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.linear(self.residual_group(x))
+
+
+class RSTBWithInputConv(nn.Module):
+    """``Conv (1, 3, 3) -> LayerNorm -> num_blocks x RSTB -> LayerNorm`` on ``(N, T, C, H, W)``.
+
+    Keys: ``main.1`` (conv), ``main.3`` (norm), ``main.5.<i>`` (RSTBs), ``main.7`` (norm).
+
+    Args:
+        in_channels: input channels.
+        dim: output (embedding) channels.
+        groups: groups of the input convolution.
+        num_blocks: RSTBs.
+        depth, num_heads, window_size: of each RSTB.
+        **layer_kwargs: :class:`SwinLayer` options (mlp_ratio, qkv_bias, qk_scale, norm_eps,
+            gelu_approximate, position_bias, checkpoint_attn, checkpoint_ffn).
+    """
+
+    def __init__(self, in_channels: int, dim: int, *, groups: int = 1, num_blocks: int = 2, depth: int = 2,
+                 num_heads: int = 6, window_size: Size3 = (2, 8, 8), **layer_kwargs) -> None:
+        super().__init__()
+        if in_channels % groups or dim % groups:
+            raise ValueError(f"input conv groups={groups} must divide in_channels={in_channels} and dim={dim}")
+        norm_eps = layer_kwargs.get("norm_eps", 1e-5)
+        self.main = IndexedModules(
+            {
+                "1": nn.Conv3d(in_channels, dim, (1, 3, 3), padding=(0, 1, 1), groups=groups),
+                "3": nn.LayerNorm(dim, eps=norm_eps),
+                "5": nn.Sequential(
+                    *(RSTB(dim, depth, num_heads, window_size, **layer_kwargs) for _ in range(num_blocks))
+                ),
+                "7": nn.LayerNorm(dim, eps=norm_eps),
+            }
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, T, C_in, H, W) -> (N, T, dim, H, W)``."""
+        x = self.main[3](conv3d_per_frame(self.main[1], x).permute(0, 1, 3, 4, 2))  # (N, T, H, W, C)
+        x = self.main[5](x)
+        x = self.main[7](x)
+        return x.permute(0, 1, 4, 2, 3)

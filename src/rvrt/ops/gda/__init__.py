@@ -1,0 +1,119 @@
+"""Guided deformable attention: public entry point and backend dispatch.
+
+``reference.py`` is the specification (pure PyTorch, any device, differentiable);
+``triton_op.py`` is a fused kernel for CUDA tensors. ``backend="auto"`` picks Triton for
+supported CUDA inputs and the reference elsewhere; asking for ``"triton"`` where it cannot
+run raises :class:`GDABackendError` instead of silently falling back.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from rvrt.ops.gda.reference import gda_reference
+
+__all__ = ["guided_deformable_attention", "GDABackendError", "triton_status", "Backend"]
+
+Backend = Literal["auto", "reference", "triton"]
+
+
+class GDABackendError(RuntimeError):
+    """An explicitly requested GDA backend cannot run on these inputs."""
+
+
+def triton_status(*tensors: torch.Tensor) -> str | None:
+    """Why the Triton backend cannot run on these tensors, or ``None`` if it can."""
+    from rvrt.ops.gda import triton_op  # local import: triton is an optional dependency
+
+    return triton_op.unsupported_reason(*tensors)
+
+
+def _check_shapes(q, kv, offset, kernel_size, attention_heads, deformable_groups, clip_size):
+    if q.dim() != 4:
+        raise ValueError(f"q must be (B, C, H, W) with B = N * clip_size; got shape {tuple(q.shape)}")
+    bsz, c, h, w = q.shape
+    if clip_size < 1 or bsz % clip_size:
+        raise ValueError(f"q batch {bsz} must be a multiple of clip_size={clip_size}")
+    n = bsz // clip_size
+    if tuple(kv.shape) != (n, clip_size, 2 * c, h, w):
+        raise ValueError(
+            f"kv must be (N, clip_size, 2C, H, W) = {(n, clip_size, 2 * c, h, w)}; got {tuple(kv.shape)}"
+        )
+    kh, kw = kernel_size
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (padding is kernel // 2); got {kernel_size}")
+    expect = (bsz, clip_size * deformable_groups * kh * kw * 2, h, w)
+    if tuple(offset.shape) != expect:
+        raise ValueError(
+            f"offset must be (B, clip_size * groups * kh * kw * 2, H, W) = {expect}; got {tuple(offset.shape)}"
+        )
+    if attention_heads < 1 or c % attention_heads:
+        raise ValueError(f"channels C={c} must be divisible by attention_heads={attention_heads}")
+    if deformable_groups < 2 or deformable_groups % 2 or c % (deformable_groups // 2):
+        raise ValueError(
+            f"deformable_groups={deformable_groups} must be even and split the C={c} key channels "
+            "(and the C value channels) evenly"
+        )
+    if not (q.dtype == kv.dtype == offset.dtype) or not q.is_floating_point():
+        raise ValueError(
+            f"q, kv and offset must share one floating dtype; got {q.dtype}, {kv.dtype}, {offset.dtype}"
+        )
+    if not (q.device == kv.device == offset.device):
+        raise ValueError(f"q, kv and offset must be on one device; got {q.device}, {kv.device}, {offset.device}")
+
+
+def guided_deformable_attention(
+    q: torch.Tensor,
+    kv: torch.Tensor,
+    offset: torch.Tensor,
+    *,
+    kernel_size: tuple[int, int] = (3, 3),
+    attention_heads: int,
+    deformable_groups: int,
+    clip_size: int,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """Guided deformable attention.
+
+    Args:
+        q: ``(B, C, H, W)`` queries, one frame per batch element ``b = n * clip_size + t``.
+        kv: ``(N, clip_size, 2C, H, W)``: keys (first ``C`` channels) and values of each clip.
+        offset: ``(B, clip_size * deformable_groups * kh * kw * 2, H, W)`` sampling offsets in
+            pixels, ``(dy, dx)`` pairs laid out ``(clip_size, groups, kh * kw, 2)``.
+        kernel_size: ``(kh, kw)``, odd; the window is centred (padding ``k // 2``).
+        attention_heads: heads over the ``C`` channels; scale ``(C / heads) ** -0.5``.
+        deformable_groups: groups over the ``2C`` key|value channels (keys use the first half).
+        clip_size: frames per clip.
+        backend: ``"auto"``, ``"reference"`` or ``"triton"``.
+
+    Returns:
+        ``(B, C, H, W)``, the attention output for every query pixel.
+    """
+    kernel_size = (int(kernel_size[0]), int(kernel_size[1]))
+    _check_shapes(q, kv, offset, kernel_size, attention_heads, deformable_groups, clip_size)
+    args = dict(
+        kernel_size=kernel_size,
+        attention_heads=attention_heads,
+        deformable_groups=deformable_groups,
+        clip_size=clip_size,
+    )
+    if backend == "reference":
+        return gda_reference(q, kv, offset, **args)
+    if backend not in ("auto", "triton"):
+        raise ValueError(f"backend must be 'auto', 'reference' or 'triton'; got {backend!r}")
+    if backend == "auto" and not q.is_cuda:
+        return gda_reference(q, kv, offset, **args)
+    try:
+        from rvrt.ops.gda import triton_op
+    except ImportError as err:  # triton missing or broken
+        if backend == "triton":
+            raise GDABackendError(f"the Triton GDA backend is unavailable: {err}") from err
+        return gda_reference(q, kv, offset, **args)
+    reason = triton_op.unsupported_reason(q, kv, offset)
+    if reason is not None:
+        if backend == "triton":
+            raise GDABackendError(f"the Triton GDA backend cannot run here: {reason}")
+        return gda_reference(q, kv, offset, **args)
+    return triton_op.gda_triton(q, kv, offset, **args)
