@@ -1,6 +1,22 @@
-"""rvrt: RVRT, VRT and RVRT Light video restoration that runs anywhere PyTorch runs."""
+"""rvrt: RVRT, VRT and RVRT Light video restoration that runs anywhere PyTorch runs.
 
+>>> import rvrt
+>>> model = rvrt.create_model("rvrt.sr_bi_reds", weights="official")  # doctest: +SKIP
+>>> out = model(lq)          # (N, T, 3, H, W) in [0, 1] -> (N, T, 3, 4H, 4W)  # doctest: +SKIP
+"""
+
+from rvrt.api import create_model, fetch_weights, load_model
 from rvrt.models import RVRT, RVRTConfig
+from rvrt.zoo import get_spec, list_models
 
 __version__ = "0.1.0"
-__all__ = ["RVRT", "RVRTConfig", "__version__"]
+__all__ = [
+    "RVRT",
+    "RVRTConfig",
+    "__version__",
+    "create_model",
+    "fetch_weights",
+    "get_spec",
+    "list_models",
+    "load_model",
+]

@@ -1,0 +1,206 @@
+"""Building models and loading weights: ``create_model``, ``load_model``, ``fetch_weights``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rvrt import zoo
+from rvrt.checkpoint import METADATA_ARCH, METADATA_CONFIG, METADATA_NAME, load_into, load_state_dict_file, read_metadata
+from rvrt.errors import InputError, WeightsError
+from rvrt.hub import cache_dir, download
+
+__all__ = ["create_model", "load_model", "fetch_weights", "resolve_spec", "identify_state_dict", "model_spec"]
+
+log = logging.getLogger(__name__)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        if path.suffix == ".toml":
+            import tomllib  # Python 3.11+
+
+            return tomllib.loads(path.read_text())
+        return json.loads(path.read_text())
+    except ModuleNotFoundError as err:  # Python 3.10 has no tomllib
+        raise InputError(f"reading {path} needs Python 3.11 (tomllib); use a JSON config instead") from err
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read model config {path}: {err}") from err
+
+
+def _task_of(arch: str, kwargs: dict[str, Any]) -> tuple[str, int]:
+    scale = int(kwargs.get("upscale", 4))
+    if scale > 1:
+        return "sr", scale
+    return ("denoise" if kwargs.get("nonblind_denoising") else "deblur"), 1
+
+
+def resolve_spec(model: str | os.PathLike | zoo.ModelSpec) -> zoo.ModelSpec:
+    """A registered name or alias, a :class:`~rvrt.zoo.ModelSpec`, or a config file.
+
+    A config file (``.json`` or ``.toml``) holds the official constructor keyword arguments,
+    plus an optional ``"arch"`` (``"rvrt"`` by default).
+    """
+    if isinstance(model, zoo.ModelSpec):
+        return model
+    text = os.fspath(model)
+    path = Path(text)
+    if path.suffix in (".json", ".toml"):
+        if not path.is_file():
+            raise InputError(f"model config file not found: {path}")
+        kwargs = _read_config_file(path)
+        if not isinstance(kwargs, dict):
+            raise InputError(f"model config {path} must be a table/object of constructor arguments")
+        kwargs = dict(kwargs)
+        arch = kwargs.pop("arch", "rvrt")
+        if arch not in zoo.ARCHITECTURES:
+            raise InputError(f"{path}: unknown arch {arch!r}; known: {', '.join(zoo.ARCHITECTURES)}")
+        task, scale = _task_of(arch, kwargs)
+        spec = zoo.ModelSpec(name=f"{arch}:{path.stem}", arch=arch, kwargs=kwargs, task=task, scale=scale,
+                             description=f"custom {arch} from {path}")
+        try:
+            spec.build_config()
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{path}: invalid {arch} config: {err}") from err
+        return spec
+    return zoo.get_spec(text)
+
+
+def fetch_weights(model: str | zoo.ModelSpec, *, progress: bool = True) -> Path:
+    """Local path of the published weights of a registered model, downloading them if needed.
+
+    Raises:
+        WeightsError: the model has no published weights.
+        DownloadError: offline / download failed / checksum mismatch (message says what to do).
+    """
+    spec = resolve_spec(model)
+    if spec.weights is None:
+        raise WeightsError(f"{spec.name} has no published weights")
+    dest = cache_dir() / "weights" / spec.weights.filename
+    return download(spec.weights.url, dest, sha256=spec.weights.sha256, progress=progress)
+
+
+def _build(spec: zoo.ModelSpec, **model_kwargs: Any) -> nn.Module:
+    return spec.architecture.model_class(spec.build_config(), **model_kwargs)
+
+
+@lru_cache(maxsize=64)
+def _expected_shapes(spec_name: str) -> dict[str, tuple[int, ...]]:
+    spec = zoo.get_spec(spec_name)
+    with torch.device("meta"):
+        model = _build(spec)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def identify_state_dict(state_dict: dict[str, torch.Tensor]) -> zoo.ModelSpec | None:
+    """The first registered model whose keys and shapes equal those of ``state_dict``.
+
+    Several tasks share an architecture (e.g. 002 and 003); any of them describes the network.
+    """
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    for name in zoo.list_models():
+        if _expected_shapes(name) == shapes:
+            return zoo.get_spec(name)
+    return None
+
+
+def _spec_from_metadata(meta: dict[str, str], path: Path) -> zoo.ModelSpec | None:
+    if METADATA_CONFIG not in meta:
+        return None
+    arch = meta.get(METADATA_ARCH, "rvrt")
+    if arch not in zoo.ARCHITECTURES:
+        raise WeightsError(f"{path} was written for architecture {arch!r}, unknown to this version of rvrt")
+    kwargs = json.loads(meta[METADATA_CONFIG])
+    name = meta.get(METADATA_NAME) or f"{arch}:{path.stem}"
+    try:
+        registered = zoo.get_spec(name)
+        if registered.arch == arch and registered.build_config() == zoo.ARCHITECTURES[arch].config_class.from_kwargs(
+            **kwargs
+        ):
+            return registered
+    except InputError:
+        pass
+    task, scale = _task_of(arch, kwargs)
+    return zoo.ModelSpec(name=name, arch=arch, kwargs=kwargs, task=task, scale=scale, description=f"from {path}")
+
+
+def model_spec(model: nn.Module) -> zoo.ModelSpec | None:
+    """The spec a model was created from by :func:`create_model` / :func:`load_model`."""
+    return getattr(model, "rvrt_spec", None)
+
+
+def _finish(model: nn.Module, spec: zoo.ModelSpec, device, dtype) -> nn.Module:
+    model.rvrt_spec = spec  # a plain attribute (not a buffer): what the model is, for tools
+    model.eval()
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model
+
+
+def create_model(
+    model: str | os.PathLike | zoo.ModelSpec,
+    *,
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    **model_kwargs: Any,
+) -> nn.Module:
+    """Build a registered model (or one described by a config file), in eval mode.
+
+    Args:
+        model: registered name or alias (see :func:`rvrt.list_models`), or a ``.json``/``.toml``
+            file of constructor keyword arguments.
+        weights: ``None`` (random init, the official init scheme), ``"official"`` (download the
+            published file for this task into the cache, verify it, load it), or a local path
+            (``.pth`` with ``{'params': state_dict}`` or a bare state dict, or ``.safetensors``).
+        device, dtype: where and in which dtype to put the model.
+        **model_kwargs: options of the model class (e.g. ``gda_backend="reference"``).
+
+    Raises:
+        InputError: unknown model / bad config. WeightsError: weights missing or for another
+        architecture (the message lists missing, unexpected and mis-shaped keys).
+        DownloadError: ``"official"`` could not be fetched (offline: the message names the URL,
+        the expected file and how to pass a local path instead).
+    """
+    spec = resolve_spec(model)
+    net = _build(spec, **model_kwargs)
+    if weights is not None:
+        path = fetch_weights(spec) if os.fspath(weights) == "official" else Path(weights)
+        load_into(net, load_state_dict_file(path), source=f"weights {path}")
+    return _finish(net, spec, device, dtype)
+
+
+def load_model(
+    weights: str | os.PathLike,
+    *,
+    model: str | os.PathLike | zoo.ModelSpec | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    **model_kwargs: Any,
+) -> nn.Module:
+    """Build the model a weights file belongs to and load it.
+
+    The architecture comes from ``model`` when given; otherwise from the file's metadata
+    (``.safetensors`` written by rvrt) or by recognising an official checkpoint from its keys
+    and shapes.
+    """
+    path = Path(weights)
+    if model is not None:
+        return create_model(model, weights=path, device=device, dtype=dtype, **model_kwargs)
+    sd = load_state_dict_file(path)
+    spec = _spec_from_metadata(read_metadata(path), path) or identify_state_dict(sd)
+    if spec is None:
+        raise WeightsError(
+            f"cannot tell which model {path} belongs to (no rvrt metadata, and its keys/shapes match no "
+            f"registered model); name it with -m/--model. Known models: {', '.join(zoo.list_models())}"
+        )
+    net = _build(spec, **model_kwargs)
+    load_into(net, sd, source=f"weights {path}")
+    return _finish(net, spec, device, dtype)

@@ -1,0 +1,56 @@
+"""The ``rvrt`` command line.
+
+Each subcommand lives in its own module of this package with two functions:
+``add_parser(subparsers)`` registers its arguments and ``run(args) -> int`` executes it.
+Errors meant for the user (:class:`rvrt.errors.RVRTError`) are printed as one line on
+stderr with exit status 2; nothing else prints a traceback unless ``RVRT_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from rvrt import __version__
+from rvrt.errors import RVRTError
+
+#: subcommand name -> module under rvrt.cli (imported lazily, so `rvrt --help` stays fast)
+COMMANDS = {
+    "weights": "rvrt.cli.weights",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rvrt",
+        description="Video restoration with RVRT, VRT and RVRT Light: super-resolution, deblurring, denoising.",
+    )
+    parser.add_argument("--version", action="version", version=f"rvrt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rvrt`` script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        return int(args.run(args) or 0)
+    except RVRTError as err:
+        if os.environ.get("RVRT_DEBUG"):
+            raise
+        print(f"rvrt {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rvrt {args.command}: interrupted", file=sys.stderr)
+        return 130

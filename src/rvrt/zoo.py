@@ -1,0 +1,204 @@
+"""The model zoo: names, aliases, architectures, configs and published weights.
+
+Every registered model is a :class:`ModelSpec`: a canonical name (``rvrt.sr_bi_reds``), the
+official task name as an alias (``001_RVRT_videosr_bi_REDS_30frames``), its architecture and
+config (the official constructor keyword arguments), the published weights (URL, checksum,
+licence) and the paper's numbers. Architectures are looked up in :data:`ARCHITECTURES`.
+
+Configuration is data: add a model by adding a record, not a branch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from rvrt.errors import InputError
+
+__all__ = [
+    "Architecture",
+    "ARCHITECTURES",
+    "Metric",
+    "ModelSpec",
+    "WeightsSpec",
+    "get_spec",
+    "list_models",
+    "register",
+]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A model family: where its module and config class live (imported lazily)."""
+
+    name: str
+    model: str  # "package.module:Class"
+    config: str  # "package.module:ConfigClass" with a ``from_kwargs`` classmethod
+
+    def _load(self, ref: str):
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def model_class(self):
+        return self._load(self.model)
+
+    @property
+    def config_class(self):
+        return self._load(self.config)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "rvrt": Architecture("rvrt", "rvrt.models.rvrt:RVRT", "rvrt.models.rvrt:RVRTConfig"),
+}
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A published weight file."""
+
+    url: str
+    sha256: str | None = None  # None: not published; the download logs the digest it got
+    size: int | None = None  # bytes, when known
+    license: str = "CC-BY-NC-4.0"
+    source: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number published in the paper for these weights."""
+
+    dataset: str
+    channel: str  # "RGB" or "Y"
+    psnr: float
+    ssim: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    Attributes:
+        name: canonical name, ``<family>.<task>``.
+        aliases: other accepted names (the official task name).
+        arch: key of :data:`ARCHITECTURES`.
+        kwargs: the official constructor keyword arguments of the architecture.
+        task: ``"sr"``, ``"deblur"``, ``"denoise"``, ``"vfi"``, ...
+        scale: spatial upscaling factor of the output.
+        description: one line for listings.
+        weights: published weights, if any.
+        metrics: the paper's numbers for those weights.
+        tile: default test tile ``(frames, height, width)`` (0 = whole), from the official test commands.
+        tile_overlap: default tile overlap ``(frames, height, width)``.
+        train_frames: clip length the weights were trained with.
+    """
+
+    name: str
+    arch: str
+    kwargs: dict[str, Any]
+    task: str
+    scale: int
+    description: str
+    aliases: tuple[str, ...] = ()
+    weights: WeightsSpec | None = None
+    metrics: tuple[Metric, ...] = ()
+    tile: tuple[int, int, int] = (0, 0, 0)
+    tile_overlap: tuple[int, int, int] = (2, 20, 20)
+    train_frames: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> Architecture:
+        return ARCHITECTURES[self.arch]
+
+    def build_config(self):
+        """The frozen config object of this model."""
+        return self.architecture.config_class.from_kwargs(**self.kwargs)
+
+    @property
+    def in_channels(self) -> int:
+        return 4 if self.kwargs.get("nonblind_denoising") else 3
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the zoo (names and aliases must be new)."""
+    if spec.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {spec.arch!r} for {spec.name}")
+    for n in (spec.name, *spec.aliases):
+        if n in _REGISTRY or n in _ALIASES:
+            raise ValueError(f"model name {n!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    for a in spec.aliases:
+        _ALIASES[a] = spec.name
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look a model up by canonical name or alias.
+
+    Raises:
+        InputError: unknown name (the message lists the known ones).
+    """
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _REGISTRY[key]
+
+
+def list_models(arch: str | None = None) -> list[str]:
+    """Canonical names of the registered models (optionally of one architecture)."""
+    return [n for n, s in _REGISTRY.items() if arch is None or s.arch == arch]
+
+
+# --------------------------------------------------------------------------- RVRT (official)
+_RVRT_RELEASE = "https://github.com/JingyunLiang/RVRT/releases/download/v0.0/"
+_RVRT_SOURCE = "JingyunLiang/RVRT release v0.0 (Liang et al., NeurIPS 2022)"
+
+_RVRT_SR = dict(
+    upscale=4, clip_size=2, img_size=[2, 64, 64], window_size=[2, 8, 8], num_blocks=[1, 2, 1], depths=[2, 2, 2],
+    embed_dims=[144, 144, 144], num_heads=[6, 6, 6], inputconv_groups=[1, 1, 1, 1, 1, 1], deformable_groups=12,
+    attention_heads=12, attention_window=[3, 3], cpu_cache_length=100,
+)
+_RVRT_DEBLUR = dict(_RVRT_SR, upscale=1, embed_dims=[192, 192, 192], inputconv_groups=[1, 3, 3, 3, 3, 3])
+_RVRT_DENOISE = dict(_RVRT_DEBLUR, inputconv_groups=[1, 3, 4, 6, 8, 4], nonblind_denoising=True)
+
+
+def _rvrt(name, task_name, kwargs, task, scale, description, metrics, tile, overlap, frames):
+    return register(ModelSpec(
+        name=name, aliases=(task_name,), arch="rvrt", kwargs=kwargs, task=task, scale=scale,
+        description=description, weights=WeightsSpec(url=f"{_RVRT_RELEASE}{task_name}.pth", source=_RVRT_SOURCE),
+        metrics=metrics, tile=tile, tile_overlap=overlap, train_frames=frames,
+    ))
+
+
+_rvrt("rvrt.sr_bi_reds", "001_RVRT_videosr_bi_REDS_30frames", _RVRT_SR, "sr", 4,
+      "x4 video super-resolution, bicubic (BI) degradation, trained on REDS",
+      (Metric("REDS4", "RGB", 32.75, 0.9113),), (100, 128, 128), (2, 20, 20), 30)
+_rvrt("rvrt.sr_bi_vimeo", "002_RVRT_videosr_bi_Vimeo_14frames", _RVRT_SR, "sr", 4,
+      "x4 video super-resolution, bicubic (BI) degradation, trained on Vimeo-90K",
+      (Metric("Vimeo-90K-T", "Y", 38.15, 0.9527), Metric("Vid4", "Y", 27.99, 0.8462)), (0, 0, 0), (2, 20, 20), 14)
+_rvrt("rvrt.sr_bd_vimeo", "003_RVRT_videosr_bd_Vimeo_14frames", _RVRT_SR, "sr", 4,
+      "x4 video super-resolution, blur-downsampling (BD) degradation, trained on Vimeo-90K",
+      (Metric("UDM10", "Y", 40.90, 0.9729), Metric("Vimeo-90K-T", "Y", 38.59, 0.9576), Metric("Vid4", "Y", 29.54, 0.8810)),
+      (0, 0, 0), (2, 20, 20), 14)
+_rvrt("rvrt.deblur_dvd", "004_RVRT_videodeblurring_DVD_16frames", _RVRT_DEBLUR, "deblur", 1,
+      "video deblurring, trained on DVD", (Metric("DVD", "RGB", 34.30, 0.9655),), (0, 256, 256), (2, 20, 20), 16)
+_rvrt("rvrt.deblur_gopro", "005_RVRT_videodeblurring_GoPro_16frames", _RVRT_DEBLUR, "deblur", 1,
+      "video deblurring, trained on GoPro", (Metric("GoPro", "RGB", 34.92, 0.9738),), (0, 256, 256), (2, 20, 20), 16)
+_rvrt("rvrt.denoise_davis", "006_RVRT_videodenoising_DAVIS_16frames", _RVRT_DENOISE, "denoise", 1,
+      "non-blind video denoising (sigma 0-50), trained on DAVIS",
+      tuple(Metric("DAVIS", "RGB", p, None, f"sigma={s}") for s, p in
+            ((10, 40.57), (20, 38.05), (30, 36.57), (40, 35.47), (50, 34.57)))
+      + tuple(Metric("Set8", "RGB", p, None, f"sigma={s}") for s, p in
+              ((10, 37.53), (20, 34.83), (30, 33.30), (40, 32.21), (50, 31.33))),
+      (0, 256, 256), (2, 20, 20), 16)
