@@ -20,6 +20,7 @@ from rvrt.errors import RVRTError
 #: subcommand name -> module under rvrt.cli (imported lazily, so `rvrt --help` stays fast)
 COMMANDS = {
     "weights": "rvrt.cli.weights",
+    "train": "rvrt.cli.train",
 }
 
 

@@ -1,0 +1,1 @@
+"""Data for training and evaluation: frame sources, datasets, augmentations, degradations."""

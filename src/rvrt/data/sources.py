@@ -1,0 +1,293 @@
+"""Where training frames come from: folders of images, LMDB databases, video files.
+
+A *frame source* maps sequence names to ordered frame lists and reads frames as ``(H, W, 3)``
+uint8 RGB arrays. Sources are opened lazily inside each DataLoader worker (file handles and
+LMDB environments must not cross a ``fork``).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rvrt.errors import InputError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "FrameSource",
+    "FolderFrames",
+    "LmdbFrames",
+    "VideoFileFrames",
+    "MultiSource",
+    "natural_key",
+    "read_image",
+    "open_source",
+    "discover_sequences",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m")
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
+def _decode(data: bytes | str | os.PathLike, where: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise InputError(f"cannot read image {where}: {err}") from err
+    return arr
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as ``(H, W, 3)`` uint8 RGB.
+
+    Raises:
+        InputError: missing or unreadable file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    return _decode(path, str(path))
+
+
+class FrameSource:
+    """Sequences of frames. Subclasses fill ``self.frames`` (sequence -> frame names) and read."""
+
+    root: Path
+    frames: dict[str, list[str]]
+
+    def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
+        """Frames ``ids`` (positions in ``self.frames[seq]``) as ``(H, W, 3)`` uint8 arrays."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def subset(self, sequences: Sequence[str]) -> FrameSource:
+        """The same source restricted to ``sequences`` (in that order)."""
+        missing = [s for s in sequences if s not in self.frames]
+        if missing:
+            raise InputError(f"{self.root} has no sequence(s) {missing[:5]}")
+        out = copy.copy(self)
+        out.frames = {s: self.frames[s] for s in sequences}
+        return out
+
+
+def _images_in(folder: Path) -> list[str]:
+    return sorted((p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                  key=natural_key)
+
+
+class FolderFrames(FrameSource):
+    """``<root>/<sequence>/<frame>.png`` (any image extension; sequences may be nested, e.g.
+    Vimeo-90K's ``00001/0001``).
+
+    Args:
+        root: the folder of sequence folders.
+        sequences: sequence names (relative paths) to use; all sub-folders with images if None.
+        frame_names: fixed frame file names for every sequence (e.g. ``im1.png`` ... ``im7.png``);
+            listed from each folder if None.
+    """
+
+    def __init__(self, root: str | os.PathLike, sequences: Sequence[str] | None = None,
+                 frame_names: Sequence[str] | None = None) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"dataset folder not found: {self.root}")
+        if sequences is None:
+            sequences = sorted((p.name for p in self.root.iterdir() if p.is_dir()), key=natural_key)
+            if not sequences:
+                raise InputError(f"{self.root} holds no sequence folders (expected <root>/<sequence>/<frame>.png)")
+        self.frames = {}
+        for seq in sequences:
+            folder = self.root / seq
+            if not folder.is_dir():
+                raise InputError(f"sequence folder {folder} is missing")
+            names = list(frame_names) if frame_names is not None else _images_in(folder)
+            if not names:
+                raise InputError(f"sequence folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            self.frames[seq] = names
+
+    def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
+        names = self.frames[seq]
+        return [read_image(self.root / seq / names[i]) for i in ids]
+
+    def check_files(self) -> None:
+        """Raise :class:`InputError` naming the first frame file that does not exist."""
+        for seq, names in self.frames.items():
+            for name in names:
+                if not (self.root / seq / name).is_file():
+                    raise InputError(f"frame {self.root / seq / name} is missing")
+
+
+class LmdbFrames(FrameSource):
+    """An LMDB database as written by the BasicSR/KAIR ``create_lmdb`` tools: keys
+    ``<sequence>/<frame>`` hold encoded images; ``meta_info.txt`` lists ``<key>.png (h,w,c) level``.
+    Needs the optional ``lmdb`` package.
+    """
+
+    def __init__(self, root: str | os.PathLike, sequences: Sequence[str] | None = None) -> None:
+        self.root = Path(root)
+        meta = self.root / "meta_info.txt"
+        if not meta.is_file():
+            raise InputError(f"{self.root} is not an LMDB dataset: {meta} is missing")
+        try:
+            import lmdb  # noqa: F401
+        except ImportError as err:
+            raise InputError(f"reading {self.root} needs the 'lmdb' package (pip install lmdb)") from err
+        frames: dict[str, list[str]] = {}
+        for line in meta.read_text().splitlines():
+            if not line.strip():
+                continue
+            key = line.split(" ")[0].rsplit(".", 1)[0]
+            seq, _, frame = key.rpartition("/")
+            frames.setdefault(seq, []).append(frame)
+        if sequences is not None:
+            missing = [s for s in sequences if s not in frames]
+            if missing:
+                raise InputError(f"{self.root} has no sequence(s) {missing[:5]} (from its meta_info.txt)")
+            frames = {s: frames[s] for s in sequences}
+        self.frames = {s: sorted(f, key=natural_key) for s, f in frames.items()}
+        self._env = None
+
+    def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
+        if self._env is None:
+            import lmdb
+
+            self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, meminit=False)
+        out = []
+        with self._env.begin(write=False) as txn:
+            for i in ids:
+                key = f"{seq}/{self.frames[seq][i]}"
+                data = txn.get(key.encode("ascii"))
+                if data is None:
+                    raise InputError(f"key {key} is missing from {self.root}")
+                out.append(_decode(data, f"{self.root}:{key}"))
+        return out
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_env"] = None
+        return state
+
+
+class VideoFileFrames(FrameSource):
+    """Video files, one sequence each (needs PyAV). Frames are decoded from the start of the
+    file up to the last one asked for, so long files are slow: extract frames to folders for
+    large-scale training."""
+
+    def __init__(self, files: Sequence[str | os.PathLike]) -> None:
+        import av
+
+        self.root = Path(os.path.commonpath([str(Path(f).parent) for f in files])) if files else Path(".")
+        self.paths: dict[str, Path] = {}
+        self.frames = {}
+        for f in files:
+            path = Path(f)
+            if not path.is_file():
+                raise InputError(f"video file not found: {path}")
+            try:
+                with av.open(str(path)) as container:
+                    stream = container.streams.video[0]
+                    n = stream.frames or sum(1 for _ in container.decode(stream))
+            except (av.FFmpegError, IndexError, OSError) as err:
+                raise InputError(f"cannot read video {path}: {err}") from err
+            name = str(path)
+            self.paths[name] = path
+            self.frames[name] = [str(i) for i in range(n)]
+
+    def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
+        import av
+
+        wanted = set(ids)
+        last = max(ids)
+        got: dict[int, np.ndarray] = {}
+        with av.open(str(self.paths[seq])) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    got[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+        missing = wanted - set(got)
+        if missing:
+            raise InputError(f"video {seq} ended before frame {min(missing)}")
+        return [got[i] for i in ids]
+
+
+class MultiSource(FrameSource):
+    """Several sources seen as one (sequence names must be unique)."""
+
+    def __init__(self, sources: Sequence[FrameSource]) -> None:
+        self.sources = list(sources)
+        self.root = self.sources[0].root if self.sources else Path(".")
+        self.frames = {}
+        self._owner: dict[str, tuple[FrameSource, str]] = {}
+        for src in self.sources:
+            for seq, names in src.frames.items():
+                key = seq if seq not in self.frames else f"{src.root}/{seq}"
+                if key in self.frames:
+                    raise InputError(f"sequence {seq} appears twice in the dataset roots")
+                self.frames[key] = names
+                self._owner[key] = (src, seq)
+
+    def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
+        src, name = self._owner[seq]
+        return src.read(name, ids)
+
+
+def discover_sequences(root: str | os.PathLike) -> FrameSource:
+    """A source for a GT-only root of any of these kinds:
+
+    * a video file (one sequence);
+    * a folder of images (one sequence);
+    * a folder of video files (one sequence each);
+    * a folder of sequence folders of images.
+    """
+    root = Path(root)
+    if root.is_file():
+        if root.suffix.lower() not in VIDEO_EXTENSIONS:
+            raise InputError(f"{root} is not a video file ({', '.join(VIDEO_EXTENSIONS)})")
+        return VideoFileFrames([root])
+    if not root.is_dir():
+        raise InputError(f"dataset path not found: {root}")
+    entries = sorted(root.iterdir(), key=lambda p: natural_key(p.name))
+    if any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
+        src = FolderFrames(root.parent, [root.name])
+        return src
+    videos = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+    folders = [p for p in entries if p.is_dir()]
+    sources: list[FrameSource] = []
+    if folders:
+        sources.append(FolderFrames(root, [p.name for p in folders if _images_in(p)] or None))
+    if videos:
+        sources.append(VideoFileFrames(videos))
+    if not sources:
+        raise InputError(f"{root} holds no images, videos or sequence folders")
+    return sources[0] if len(sources) == 1 else MultiSource(sources)
+
+
+def open_source(root: str | os.PathLike, *, io_backend: str = "folder",
+                sequences: Sequence[str] | None = None) -> FrameSource:
+    """``io_backend``: ``"folder"`` (sequence folders of images) or ``"lmdb"``."""
+    if io_backend == "folder":
+        return FolderFrames(root, sequences)
+    if io_backend == "lmdb":
+        return LmdbFrames(root, sequences)
+    raise InputError(f"unknown io backend {io_backend!r}; use 'folder' or 'lmdb'")

@@ -1,0 +1,601 @@
+"""The training loop: one process, or one of ``torchrun``'s processes under DDP.
+
+* Exact resume: a checkpoint holds the model, the optimiser, the gradient scaler, the random
+  states of every process and the data position (epoch + batches consumed), so a run stopped
+  and resumed on the same hardware yields the same weights as one that was never stopped (bit
+  for bit on CPU). Samples draw their randomness from ``(seed, epoch, index)``, so DataLoader
+  workers never matter.
+* SpyNet freezing under DDP: frozen parameters have ``requires_grad=False`` and the DDP wrapper
+  is rebuilt when the frozen set changes. DDP registers only trainable parameters when it is
+  built, so a wrapper built while SpyNet is frozen would never average SpyNet's gradients once
+  it trains (the processes would silently diverge), and one built while it trains would wait
+  forever for SpyNet's gradients while it is frozen. Rebuilding costs one broadcast; it needs
+  neither ``find_unused_parameters`` nor a static graph, and activation checkpointing is
+  non-reentrant, which DDP supports as is. Frozen parameters keep no optimiser state (their
+  gradient is ``None``), as in KAIR.
+* SIGINT/SIGTERM: the current step finishes (all processes agree on the stop), a checkpoint is
+  written and :meth:`Trainer.fit` returns ``status="interrupted"`` (``rvrt train`` exits 130).
+  A second SIGINT aborts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import math
+import random
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from rvrt.checkpoint import atomic_write, load_into, load_state_dict_file, save_safetensors
+from rvrt.errors import InputError, WeightsError
+from rvrt.train import distributed as D
+from rvrt.train.config import dumps_toml, loads_toml
+from rvrt.train.losses import build_loss
+
+__all__ = ["Trainer", "TrainResult", "build_model", "lr_at", "psnr"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "rvrt.train/1"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did: ``status`` is ``finished``, ``paused`` (reached ``until``)
+    or ``interrupted`` (signal)."""
+
+    status: str
+    step: int
+    iterations: int
+    out_dir: Path
+    checkpoint: Path | None = None
+    weights: Path | None = None
+    best: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- pieces
+def _matches(name: str, prefixes: list[str] | tuple[str, ...]) -> str | None:
+    for p in prefixes:
+        if name == p or name.startswith(p + "."):
+            return p
+    return None
+
+
+def build_model(model_cfg: dict[str, Any]) -> tuple[nn.Module, str, dict[str, Any]]:
+    """``(module, arch, kwargs)`` from a recipe ``[model]`` table (random initialisation)."""
+    from rvrt import zoo
+
+    if model_cfg["name"]:
+        spec = zoo.get_spec(model_cfg["name"])
+        arch, kwargs = spec.arch, {**spec.kwargs, **model_cfg["kwargs"]}
+    else:
+        arch, kwargs = model_cfg["arch"], dict(model_cfg["kwargs"])
+        if arch not in zoo.ARCHITECTURES:
+            raise InputError(f"unknown architecture {arch!r}; known: {', '.join(zoo.ARCHITECTURES)}")
+    family = zoo.ARCHITECTURES[arch]
+    try:
+        config = family.config_class.from_kwargs(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"model: {err}") from err
+    return family.model_class(config), arch, kwargs
+
+
+def _fetch(ref: str) -> Path:
+    if ref.startswith(("https://", "http://")):
+        from rvrt.hub import cache_dir, download, sha256_file
+
+        path = download(ref, cache_dir() / "weights" / ref.rsplit("/", 1)[-1])
+        m = re.search(r"-([0-9a-f]{8,})\.[a-z]+$", path.name)  # BasicSR names carry a sha256 prefix
+        if m and not sha256_file(path).startswith(m.group(1)):
+            raise WeightsError(f"{path} does not match the sha256 prefix {m.group(1)} in its name")
+        return path
+    return Path(ref)
+
+
+def _init_weights(module: nn.Module, model_cfg: dict[str, Any]) -> None:
+    if model_cfg["spynet"] and hasattr(module, "spynet"):
+        path = _fetch(model_cfg["spynet"])
+        sd = load_state_dict_file(path)
+        missing, unexpected = module.spynet.load_state_dict(sd, strict=False)
+        if unexpected or [k for k in missing if k not in ("mean", "std")]:
+            raise WeightsError(f"{path} is not a SpyNet state dict (missing {missing[:4]}, unexpected {unexpected[:4]})")
+        log.info("SpyNet initialised from %s", path)
+    init = model_cfg["init"]
+    if not init:
+        return
+    if init == "official" or init.startswith("official:"):
+        from rvrt.api import fetch_weights
+
+        path = fetch_weights(init.partition(":")[2] or model_cfg["name"])
+    else:
+        path = Path(init)
+    sd = load_state_dict_file(path)
+    if model_cfg["init_strict"]:
+        load_into(module, sd, source=f"init weights {path}")
+    else:
+        own = module.state_dict()
+        fit = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+        module.load_state_dict(fit, strict=False)
+        skipped = sorted(set(sd) - set(fit)) + sorted(set(own) - set(fit))
+        log.info("initialised %d tensors from %s; %d left as they were: %s", len(fit), path, len(skipped), skipped[:8])
+
+
+def lr_at(step: int, base: float, schedule: dict[str, Any]) -> float:
+    """Learning rate of the (0-based) ``step`` for a group whose peak rate is ``base``.
+
+    ``cosine_restarts``: cycle ``i`` lasts ``periods[i]`` steps and falls from
+    ``base * restart_weights[i]`` to ``eta_min`` along half a cosine (the last cycle's end is kept
+    afterwards). ``warmup`` steps ramp the rate up linearly first.
+    """
+    warm = min(1.0, (step + 1) / schedule["warmup"]) if schedule.get("warmup", 0) > 0 else 1.0
+    if schedule["type"] == "constant":
+        return base * warm
+    eta_min, start = schedule["eta_min"], 0
+    for period, weight in zip(schedule["periods"], schedule["restart_weights"]):
+        if step < start + period:
+            t = (step - start) / period
+            return warm * (eta_min + (base * weight - eta_min) * 0.5 * (1.0 + math.cos(math.pi * t)))
+        start += period
+    return warm * eta_min
+
+
+def psnr(out: torch.Tensor, gt: torch.Tensor) -> float:
+    """Mean over frames of the 8-bit RGB PSNR (dB) of ``(T, C, H, W)`` clips in [0, 1]."""
+    a = (out.float().clamp(0, 1) * 255).round()
+    b = (gt.float().clamp(0, 1) * 255).round()
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(255.0**2 / mse)).mean())
+
+
+def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    if not params:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
+
+
+def _rng_state(loader_gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "loader": loader_gen.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], loader_gen: torch.Generator, device: torch.device) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    loader_gen.set_state(state["loader"])
+
+
+def find_checkpoints(out_dir: Path) -> list[Path]:
+    """Checkpoints ``step_*.pt`` of a run, oldest first."""
+    folder = Path(out_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """Train a model as a recipe says.
+
+    Args:
+        recipe: a resolved recipe (:func:`rvrt.train.load_recipe`).
+        out_dir: run folder: ``recipe.toml``, ``checkpoints/step_*.pt``, ``best.safetensors``,
+            ``final.safetensors``, ``metrics.jsonl``, ``tb/``.
+        resume: ``None`` (fresh run; refused if ``out_dir`` has checkpoints), ``"auto"`` (the latest
+            checkpoint of ``out_dir``, or a fresh run if there is none) or a checkpoint path.
+        until: stop (with a checkpoint) after this step without finishing the schedule.
+        progress: show a progress bar (main process).
+    """
+
+    def __init__(self, recipe: dict[str, Any], out_dir: str | Path, *, resume: str | None = None,
+                 until: int | None = None, progress: bool = True) -> None:
+        self.recipe, self.out_dir = recipe, Path(out_dir)
+        self.resume, self.until, self.progress = resume, until, progress
+        self.step = self.epoch = self.batches_in_epoch = 0
+        self.best: dict[str, Any] = {}
+        self._stop_signal: int | None = None
+        self._frozen: bool | None = None
+        self._iter = None
+        self._last_ckpt: Path | None = None
+        self._bad_steps = 0
+
+    # ------------------------------------------------------------------ setup
+    def _device(self) -> torch.device:
+        want = self.recipe["train"]["device"]
+        if want == "auto":
+            want = "cuda" if torch.cuda.is_available() else "cpu"
+        if want.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise InputError("train.device asks for CUDA but no CUDA device is available")
+            if want == "cuda":
+                return torch.device("cuda", D.DistInfo.from_env().local_rank)
+        return torch.device(want)
+
+    def _resume_path(self) -> Path | None:
+        existing = find_checkpoints(self.out_dir)
+        if self.resume is None:
+            if existing:
+                raise InputError(f"{self.out_dir} holds checkpoints of an earlier run; continue it with "
+                                 f"--resume auto, or pick another --out")
+            return None
+        if self.resume == "auto":
+            return existing[-1] if existing else None
+        path = Path(self.resume)
+        if not path.is_file():
+            raise InputError(f"checkpoint not found: {path}")
+        return path
+
+    def _setup(self) -> None:
+        r, t, d = self.recipe, self.recipe["train"], self.recipe["data"]
+        if t["threads"] > 0:
+            torch.set_num_threads(t["threads"])
+        self.device = self._device()
+        self.dist = D.setup(self.device)
+        self.main = self.dist.is_main
+        world, accum = self.dist.world_size, t["accum_steps"]
+        if d["batch_size"] % (world * accum):
+            raise InputError(f"data.batch_size={d['batch_size']} is not divisible by processes x accum_steps = "
+                             f"{world} x {accum}")
+        self.micro_bs = d["batch_size"] // (world * accum)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        ckpt_path = self._resume_path()
+
+        seed = int(r["seed"])
+        torch.manual_seed(seed)  # same initial weights on every process
+        self.module, self.arch, self.kwargs = build_model(r["model"])
+        if ckpt_path is None:
+            _init_weights(self.module, r["model"])
+        self.module.to(self.device).train()
+
+        o = r["optim"]
+        lr_mul = o["lr_mul"]
+        buckets: dict[str, list[nn.Parameter]] = {}
+        for name, p in self.module.named_parameters():
+            buckets.setdefault(_matches(name, sorted(lr_mul)) or "", []).append(p)
+        groups = [{"params": ps, "lr": o["lr"] * lr_mul.get(k, 1.0), "base_lr": o["lr"] * lr_mul.get(k, 1.0),
+                   "group": k or "default"} for k, ps in buckets.items()]
+        opt_cls = torch.optim.AdamW if o["type"] == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
+                                 weight_decay=o["weight_decay"])
+        self.loss_fn = build_loss(r["loss"])
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t["amp"])
+        self.scaler = torch.amp.GradScaler(self.device.type) if t["amp"] == "fp16" else None
+
+        from rvrt.data.datasets import build_dataset
+
+        self.train_set = build_dataset(d["train"], train=True, seed=seed)
+        self.val_set = build_dataset(d["val"], train=False, seed=seed + 1) if d["val"] else None
+        self.sampler = D.ResumableSampler(len(self.train_set), rank=self.dist.rank, world_size=world,
+                                          batch_size=self.micro_bs, seed=seed)
+        if self.sampler.per_rank < self.micro_bs:
+            raise InputError(f"the training set has {len(self.train_set)} samples, fewer than one batch of "
+                             f"{self.micro_bs} per process x {world} processes")
+        self.loader_gen = torch.Generator()
+        self.loader_gen.manual_seed(seed + self.dist.rank)
+        workers = d["num_workers"]
+        self.loader = DataLoader(
+            self.train_set, batch_size=self.micro_bs, sampler=self.sampler, num_workers=workers,
+            pin_memory=d["pin_memory"] and self.device.type == "cuda", drop_last=True,
+            persistent_workers=d["persistent_workers"] and workers > 0,
+            prefetch_factor=d["prefetch_factor"] if workers > 0 else None, generator=self.loader_gen,
+        )
+
+        random.seed(seed + self.dist.rank)
+        np.random.seed((seed + self.dist.rank) % 2**32)
+        torch.manual_seed(seed + self.dist.rank)
+        if ckpt_path is not None:
+            self._load(ckpt_path)
+        elif self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            text = dumps_toml(r)
+            atomic_write(self.out_dir / "recipe.toml", lambda tmp: Path(tmp).write_text(text))
+        D.barrier()
+        self.model: nn.Module = self.module
+        self._apply_freeze()
+        self.tb = None
+        if self.main and t["tensorboard"]:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.info("TensorBoard logging is off (pip install 'rvrt[train]' to turn it on)")
+            else:
+                self.tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step + 1)
+
+    # ------------------------------------------------------------------ freezing / DDP
+    def _apply_freeze(self) -> None:
+        t = self.recipe["train"]
+        frozen = t["freeze_iters"] > 0 and self.step + 1 < t["freeze_iters"] and bool(t["freeze"])
+        if frozen == self._frozen:
+            return
+        count = 0
+        for name, p in self.module.named_parameters():
+            if _matches(name, t["freeze"]):
+                p.requires_grad_(not frozen)
+                count += 1
+        if self._frozen is not None or frozen:
+            self._info("%s %d parameter tensors (%s) at iteration %d", "froze" if frozen else "unfroze", count,
+                       ", ".join(t["freeze"]), self.step + 1)
+        self._frozen = frozen
+        if self.dist.enabled:
+            # a fresh wrapper registers exactly the parameters that train from now on
+            self.model = self.module
+            gc.collect()
+            self.model = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False, find_unused_parameters=t["find_unused_parameters"],
+            )
+
+    # ------------------------------------------------------------------ data
+    def _next_batch(self) -> dict[str, Any]:
+        while True:
+            if self._iter is None:
+                self.sampler.set_position(self.epoch, self.batches_in_epoch * self.micro_bs)
+                self._iter = iter(self.loader)
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                self._iter = None
+                self.epoch, self.batches_in_epoch = self.epoch + 1, 0
+                continue
+            self.batches_in_epoch += 1
+            return batch
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.recipe["train"]
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr_at(self.step, g["base_lr"], self.recipe["schedule"])
+        self.optimizer.zero_grad(set_to_none=True)
+        accum = t["accum_steps"]
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(accum):
+            batch = self._next_batch()
+            lq = batch["lq"].to(self.device, non_blocking=True)
+            gt = batch["gt"].to(self.device, non_blocking=True)
+            last = micro == accum - 1
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
+            with sync:
+                with self._autocast():
+                    out = self.model(lq)
+                loss = self.loss_fn(out, gt) / accum
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            loss_sum += loss.detach()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        norm = _grad_norm(params)
+        clip = self.recipe["optim"]["grad_clip"]
+        if clip > 0:
+            coef = (clip / (norm + 1e-6)).clamp(max=1.0)
+            for p in params:
+                p.grad.mul_(coef.to(p.grad.device))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skips the update itself when gradients overflowed
+            self.scaler.update()
+        elif torch.isfinite(norm):
+            self.optimizer.step()
+            self._bad_steps = 0
+        else:
+            self._bad_steps += 1
+            log.warning("iteration %d: non-finite gradients, update skipped", self.step + 1)
+            if self._bad_steps >= 10:
+                raise RuntimeError("training diverged: 10 iterations in a row had non-finite gradients")
+        self.step += 1
+        return loss_sum, norm
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean PSNR (RGB, 8-bit) over the validation sequences, shared out over processes."""
+        self.module.eval()
+        acc = torch.zeros(2, dtype=torch.float64)
+        try:
+            for i in range(self.dist.rank, len(self.val_set), self.dist.world_size):
+                item = self.val_set[i]
+                with self._autocast():
+                    out = self.module(item["lq"][None].to(self.device))
+                acc += torch.tensor([psnr(out[0].cpu(), item["gt"]), 1.0], dtype=torch.float64)
+        finally:
+            self.module.train()
+        D.all_reduce(acc)
+        return float(acc[0] / acc[1]) if acc[1] > 0 else float("nan")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _fingerprint(self) -> float:
+        with torch.no_grad():
+            return float(sum(p.detach().double().sum() + p.detach().double().square().sum()
+                             for p in self.module.parameters()))
+
+    def _save(self) -> Path | None:
+        rngs = D.all_gather_object(_rng_state(self.loader_gen, self.device))
+        prints = D.all_gather_object(self._fingerprint())
+        if len(set(prints)) > 1:
+            raise RuntimeError(f"the processes' weights differ at iteration {self.step} (fingerprints {prints})")
+        path = None
+        if self.main:
+            t = self.recipe["train"]
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
+                "world_size": self.dist.world_size, "micro_batch": self.micro_bs,
+                "model": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+                "rng": rngs, "best": dict(self.best), "recipe": dumps_toml(self.recipe),
+                "torch_version": str(torch.__version__),
+            }
+            path = self.out_dir / "checkpoints" / f"step_{self.step:08d}.pt"
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+            old = find_checkpoints(self.out_dir)
+            for p in old[: -t["keep_last"]] if t["keep_last"] > 0 else []:
+                p.unlink()
+            self._info("saved %s", path)
+        D.barrier()
+        self._last_ckpt = path
+        return path
+
+    def _load(self, path: Path) -> None:
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as err:  # corrupt, truncated or not a checkpoint
+            raise InputError(f"cannot read checkpoint {path}: {str(err).strip().splitlines()[0]}") from err
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{path} is not an rvrt training checkpoint")
+        load_into(self.module, state["model"], source=f"checkpoint {path}")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:
+            raise InputError(f"the optimiser state of {path} does not fit this recipe (optim.lr_mul changed?): "
+                             f"{err}") from err
+        o = self.recipe["optim"]
+        for g in self.optimizer.param_groups:  # the recipe, not the checkpoint, sets the rates
+            g["base_lr"] = o["lr"] * o["lr_mul"].get(g["group"], 1.0)
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batches_in_epoch, self.best = int(state["batches_in_epoch"]), dict(state["best"])
+        same_layout = state["world_size"] == self.dist.world_size and state["micro_batch"] == self.micro_bs
+        if same_layout:
+            _set_rng_state(state["rng"][self.dist.rank], self.loader_gen, self.device)
+        else:  # keep the epoch's progress in samples; exactness needs the same layout
+            samples = self.batches_in_epoch * state["micro_batch"] * state["world_size"]
+            self.batches_in_epoch = samples // (self.micro_bs * self.dist.world_size)
+            log.warning("resuming with %d process(es) x batch %d instead of %d x %d: data order and random "
+                        "streams continue approximately", self.dist.world_size, self.micro_bs, state["world_size"],
+                        state["micro_batch"])
+        before = loads_toml(state["recipe"], f"recipe in {path}")
+        changed = sorted(k for k in set(before) | set(self.recipe) if before.get(k) != self.recipe.get(k))
+        if changed:
+            log.warning("the recipe differs from the checkpoint's in: %s", ", ".join(changed))
+        self._info("resumed from %s at iteration %d (epoch %d)", path, self.step, self.epoch)
+
+    def _export(self, name: str) -> Path | None:
+        if not self.main:
+            return None
+        config = {k: v for k, v in self.kwargs.items() if not k.startswith(("use_checkpoint", "no_checkpoint"))}
+        return save_safetensors(self.module, self.out_dir / name, arch=self.arch, config=config,
+                                name=self.recipe["name"], metadata={"rvrt.train.step": str(self.step)})
+
+    # ------------------------------------------------------------------ loop
+    def _info(self, *args: Any) -> None:
+        if self.dist.is_main:
+            log.info(*args)
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            log.warning("%s: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)",
+                        signal.Signals(signum).name)
+
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def fit(self) -> TrainResult:
+        """Train until the recipe's iterations are done, ``until`` is reached or a signal arrives."""
+        started_pg = not torch.distributed.is_initialized()
+        previous = self._install_signals()
+        try:
+            self._setup()
+            return self._loop()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            if getattr(self, "tb", None) is not None:
+                self.tb.close()
+            if started_pg:
+                D.teardown()
+
+    def _loop(self) -> TrainResult:
+        from tqdm import tqdm
+
+        t = self.recipe["train"]
+        total = t["iterations"]
+        end = min(total, self.until) if self.until else total
+        bar = tqdm(total=total, initial=self.step, unit="it", dynamic_ncols=True, disable=not (self.main and self.progress))
+        window, window_n, tic = torch.zeros(()), 0, time.perf_counter()
+        status = "finished"
+        try:
+            while self.step < end:
+                self._apply_freeze()
+                loss, norm = self._train_step()
+                window, window_n = window + loss.float().cpu(), window_n + 1
+                bar.update(1)
+                stop = torch.tensor([1.0 if self._stop_signal is not None else 0.0])
+                if self.dist.enabled:
+                    D.all_reduce(stop, op="max")
+                if t["log_every"] and (self.step % t["log_every"] == 0 or self.step == end):
+                    mean = D.all_reduce(window.clone()) / (window_n * self.dist.world_size)
+                    lr = next((g["lr"] for g in self.optimizer.param_groups if g["group"] == "default"),
+                              self.optimizer.param_groups[0]["lr"])
+                    rate = window_n / max(time.perf_counter() - tic, 1e-9)
+                    self._log({"step": self.step, "loss": float(mean), "lr": lr, "grad_norm": float(norm),
+                               "it_per_s": rate, "epoch": self.epoch})
+                    bar.set_postfix(loss=f"{float(mean):.4g}", lr=f"{lr:.2e}")
+                    window, window_n, tic = torch.zeros(()), 0, time.perf_counter()
+                if self.val_set is not None and t["val_every"] and self.step % t["val_every"] == 0:
+                    value = self.validate()
+                    self._log({"step": self.step, "val_psnr": value})
+                    self._info("iteration %d: validation PSNR %.3f dB", self.step, value)
+                    if not self.best or value > self.best["psnr"]:
+                        self.best = {"psnr": value, "step": self.step}
+                        self._export("best.safetensors")
+                if stop.item() > 0:
+                    status = "interrupted"
+                    break
+                if t["save_every"] and self.step % t["save_every"] == 0 and self.step < end:
+                    self._save()
+        finally:
+            bar.close()
+        if status == "finished" and self.step < total:
+            status = "paused"
+        self._save()
+        weights = self._export("final.safetensors") if status == "finished" else None
+        D.barrier()
+        return TrainResult(status=status, step=self.step, iterations=total, out_dir=self.out_dir,
+                           checkpoint=self._last_ckpt, weights=weights, best=dict(self.best))
