@@ -60,7 +60,8 @@ def _sk_ssim(a, b, channel_axis=-1):
 def test_ssim_matches_scikit_image_rgb(seed):
     # skimage filters with reflected borders and then drops 5 pixels per side: the same "valid" map
     a = _img(seed, 37, 53)
-    b = np.clip(a.astype(int) + np.random.default_rng(seed + 5).integers(-30, 31, a.shape), 0, 255).astype(np.uint8)
+    noise = np.random.default_rng(seed + 5).integers(-30, 31, a.shape)
+    b = np.clip(a.astype(int) + noise, 0, 255).astype(np.uint8)
     assert ssim(a, b) == pytest.approx(_sk_ssim(a, b), abs=1e-12)
 
 
