@@ -273,7 +273,7 @@ def test_vid4_calendar_bicubic_is_byte_exact():
 
     names = sorted(p.name for p in _VID4_BI.glob("Frame *.png"))
     assert len(names) == 41
-    for name in names[:: int(os.environ.get("RVRT_VID4_STRIDE", "8"))]:
+    for name in names:
         out = imresize(read_image(_VID4_GT / name), 1 / 4)
         assert np.array_equal(out, read_image(_VID4_BI / name)), name
 
