@@ -19,6 +19,8 @@ from rvrt.errors import RVRTError
 
 #: subcommand name -> module under rvrt.cli (imported lazily, so `rvrt --help` stays fast)
 COMMANDS = {
+    "degrade": "rvrt.cli.degrade",
+    "eval": "rvrt.cli.eval",
     "weights": "rvrt.cli.weights",
 }
 
