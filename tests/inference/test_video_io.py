@@ -343,6 +343,9 @@ def test_video_frames_video_round_trip_keeps_rate_audio_tags(clip, tmp_path):
     assert len(decoded) == N
     assert np.abs(decoded[7].data.astype(int) - pngs[7].data).mean() < 3  # crf 18 on a tiny busy frame
     assert sorted(p.name for p in tmp_path.iterdir()) == ["back.mp4", "frames"]  # no temp files left
+    assert (tmp_path / "back.mp4").stat().st_mode & 0o777 == (
+        tmp_path / "frames" / "00000000.png"
+    ).stat().st_mode & 0o777
 
 
 def test_mkv_and_mov_copy_audio_webm_skips_it(clip, tmp_path, caplog):
@@ -536,3 +539,14 @@ def test_resume_contract(tmp_path):
         open_writer(dest, like=info, width=16, height=12, resume=True)
     with pytest.raises(InputError, match="cannot resume into the video file"):
         open_writer(tmp_path / "v.mp4", like=info, width=8, height=6, resume=True)
+
+
+def test_bad_encoder_settings_are_input_errors(tmp_path):
+    like = _frames_like(W, H, 1)
+    with pytest.raises(InputError, match="cannot write yuv422p10be|unknown pixel format"):
+        open_writer(tmp_path / "a.mp4", like=like, width=W, height=H, pix_fmt="yuv422p10be")
+    with pytest.raises(InputError, match="cannot write .*a.mp4 with libx264"):
+        open_writer(tmp_path / "a.mp4", like=like, width=W, height=H, preset="no-such-preset")
+    with pytest.raises(InputError, match="bit_depth must be 8 or 16"):
+        open_writer(tmp_path / "a.mp4", like=like, width=W, height=H, bit_depth=10)
+    assert list(tmp_path.iterdir()) == []

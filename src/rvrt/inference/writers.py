@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import re
-import tempfile
+import uuid
 from fractions import Fraction
 from pathlib import Path
 
@@ -212,6 +212,10 @@ class _VideoWriter(FrameWriter):
         self.codec = codec or _DEFAULT_CODEC[ext]
         self._codec_obj = _video_encoder(self.codec)
         self.pix_fmt = pix_fmt or _default_pix_fmt(self._codec_obj, bit_depth)
+        try:
+            av.VideoFormat(self.pix_fmt)
+        except ValueError as err:
+            raise InputError(f"unknown pixel format {self.pix_fmt!r}") from err
         supported = [f.name for f in self._codec_obj.video_formats or ()]
         if supported and self.pix_fmt not in supported:
             raise InputError(
@@ -263,12 +267,12 @@ class _VideoWriter(FrameWriter):
     def _open(self, copy: bool) -> None:
         dest = self.path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}", dir=dest.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        # a unique hidden name; FFmpeg creates the file, so it gets the usual permissions (not mkstemp's 0600)
+        tmp = dest.parent / f".{dest.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part{dest.suffix}"
+        self._tmp = tmp
         ext = dest.suffix.lower()
         container_options = {"movflags": "+faststart"} if ext in (".mp4", ".mov") else {}
-        self._out = av.open(tmp, "w", format=MUXERS[ext], container_options=container_options)
+        self._out = av.open(str(tmp), "w", format=MUXERS[ext], container_options=container_options)
         stream = self._out.add_stream(self.codec, rate=self.fps)
         stream.width = self.width + self._pad[1]
         stream.height = self.height + self._pad[0]
