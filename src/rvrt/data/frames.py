@@ -8,13 +8,14 @@ official scripts).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from rvrt.checkpoint import atomic_write
 from rvrt.errors import InputError
+from rvrt.inference.image_io import IMAGE_EXTENSIONS, encode_png, natural_key
+from rvrt.inference.image_io import read_image as _decode
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -27,16 +28,8 @@ __all__ = [
     "image_to_float",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-_DIGITS = re.compile(r"(\d+)")
 _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
                 ".webp": "WEBP"}
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key that orders ``frame2`` before ``frame10`` (digit runs compare as numbers)."""
-    return tuple((0, int(p), p) if p.isdigit() else (1, p.lower(), p) for p in _DIGITS.split(name) if p)
 
 
 def is_image(path: Path) -> bool:
@@ -78,42 +71,13 @@ def find_sequences(root: str | os.PathLike) -> dict[str, list[Path]]:
     return {k: found[k] for k in sorted(found, key=natural_key)}
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return head[24]
-    return None
-
-
-def _read_16bit_png(path: Path) -> np.ndarray:
-    import av
-
-    with av.open(str(path)) as container:
-        frame = next(container.decode(video=0))
-        return frame.to_ndarray(format="rgb48le")
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as ``(H, W, 3)`` RGB uint8 (uint16 for 16-bit PNG).
+    """Read an image as ``(H, W, 3)`` RGB uint8 (uint16 for 16-bit files).
 
     Raises:
         InputError: missing or unreadable file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image not found: {path}")
-    try:
-        if path.suffix.lower() == ".png" and _png_bit_depth(path) == 16:
-            return np.ascontiguousarray(_read_16bit_png(path))
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except InputError:
-        raise
-    except Exception as err:  # PIL and av raise many types for corrupt files
-        raise InputError(f"cannot read image {path}: {err}") from err
+    return _decode(path)[0]
 
 
 def image_to_float(img: np.ndarray) -> np.ndarray:
@@ -135,10 +99,16 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = F
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
     img = np.ascontiguousarray(img)
-    if img.dtype == np.uint16:
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.dtype == np.uint16 or (img.dtype == np.uint8 and path.suffix.lower() == ".png"):
         if path.suffix.lower() != ".png":
             raise InputError(f"16-bit images can only be written as PNG; got {path}")
-        writer = _png16_writer(img)
+        data = encode_png(img)
+
+        def writer(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
     elif img.dtype == np.uint8:
         from PIL import Image
 
@@ -152,24 +122,3 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = F
         raise InputError(f"cannot write a {img.dtype} image (uint8 or uint16 expected): {path}")
     return atomic_write(path, writer, overwrite=True)
 
-
-def _png16_writer(img: np.ndarray):
-    import av
-
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise InputError(f"16-bit images must be (H, W, 3) or (H, W); got {img.shape}")
-    h, w = img.shape[:2]
-
-    def writer(tmp: str) -> None:
-        frame = av.VideoFrame.from_ndarray(img, format="rgb48le")
-        with av.open(tmp, "w", format="image2") as out:
-            stream = out.add_stream("png")
-            stream.width, stream.height, stream.pix_fmt = w, h, "rgb48be"
-            for packet in stream.encode(frame.reformat(format="rgb48be")):
-                out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-
-    return writer
