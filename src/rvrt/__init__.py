@@ -6,6 +6,7 @@
 """
 
 from rvrt.api import create_model, fetch_weights, load_model
+from rvrt.inference.restore import restore, restore_iter
 from rvrt.models import RVRT, RVRTConfig
 from rvrt.zoo import get_spec, list_models
 
@@ -19,4 +20,6 @@ __all__ = [
     "get_spec",
     "list_models",
     "load_model",
+    "restore",
+    "restore_iter",
 ]

@@ -126,6 +126,9 @@ class ModelSpec:
         return 4 if self.kwargs.get("nonblind_denoising") else 3
 
 
+#: the model ``rvrt restore`` uses when neither a model nor weights are given (None: none ships yet)
+DEFAULT_MODEL: str | None = None
+
 _REGISTRY: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
 
