@@ -87,8 +87,11 @@ def test_eval_rejects_mismatched_protocols(tiny, capsys, extra, message):
 
 
 def test_eval_needs_a_model_and_lq(tiny, capsys):
-    root, cfg, _ = tiny
+    root, cfg, weights = tiny
     assert main(["eval", "--gt", str(root / "gt"), "--lq", str(root / "lq")]) == 2
     assert "-m/--model" in capsys.readouterr().err
     assert main(["eval", "-m", str(cfg), "--gt", str(root / "gt"), "--device", "cpu", "--quiet"]) == 2
+    assert "no published weights" in capsys.readouterr().err
+    assert main(["eval", "-m", str(cfg), "--weights", str(weights), "--gt", str(root / "gt"), "--device", "cpu",
+                 "--quiet"]) == 2
     assert "needs --lq" in capsys.readouterr().err

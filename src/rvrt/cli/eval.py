@@ -35,46 +35,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", type=Path, help="write per-frame scores as CSV")
     p.add_argument("--save", type=Path, help="write the restored frames (PNG) under this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing --json/--csv/--save files")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="compute precision")
     p.add_argument("--tile", type=int, nargs=3, metavar=("T", "H", "W"),
-                   help="test tile in LQ frames/pixels (0 = whole); default: the whole clip")
+                   help="test tile in LQ frames/pixels (0 = whole); default: the model's official test tile")
     p.add_argument("--tile-overlap", type=int, nargs=3, metavar=("T", "H", "W"), help="tile overlap")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-sequence log")
     p.set_defaults(run=run)
 
 
-def build_restore_fn(model: nn.Module, *, device: torch.device | str,
-                     tile: tuple[int, int, int] | None = None,
-                     tile_overlap: tuple[int, int, int] | None = None) -> RestoreFn:
+def build_restore_fn(model: nn.Module, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
+                     tile=None, tile_overlap=None) -> RestoreFn:
     """The function ``rvrt eval`` restores a clip with: ``(T, C, H, W)`` -> ``(T, 3, sH, sW)`` on the CPU.
 
-    For now the model runs on the whole clip at once (the model pads time and space itself);
-    tiled and streamed restoration will replace this function's body.
+    It runs the same tiled, blended pipeline as ``rvrt restore``; the default tile is the one of
+    the model's official test command (a whole clip where that is what the authors did).
     """
-    if tile is not None and any(tile):
-        log.warning("tiled restoration is not available in this version; restoring whole clips")
+    from rvrt.inference.pipeline import model_runner, restore_frames
+    from rvrt.inference.restore import plan_tiles
+
+    spec = model.rvrt_spec
+    device = torch.device(device)
+    run = model_runner(model, device=device, dtype=dtype)
 
     def restore(lq: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return model(lq[None].to(device))[0].cpu()
+        t, ov = plan_tiles(spec, tile if tile is not None else tuple(spec.tile), tile_overlap,
+                           height=lq.shape[-2], width=lq.shape[-1], device=device, dtype=dtype)
+        frames = [f for _, f in restore_frames(run, lq, scale=spec.scale, tile=t, overlap=ov, device=device,
+                                               total=lq.shape[0])]
+        return torch.stack(frames).cpu()
 
     return restore
 
 
 def _load(args: argparse.Namespace, device: torch.device):
-    from rvrt.api import create_model, load_model
+    from rvrt.inference.restore import prepare_model
 
     if args.model is None and args.weights in (None, "official"):
         raise InputError("name the model with -m/--model (or give a --weights file to recognise it from)")
-    if args.model is None:
-        return load_model(args.weights, device=device)
-    if args.weights is None:
-        log.warning("no --weights: the model is randomly initialised")
-    return create_model(args.model, weights=args.weights, device=device)
+    model, _ = prepare_model(args.model, args.weights)
+    return model.to(device)
 
 
 def run(args: argparse.Namespace) -> int:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from rvrt.inference.restore import resolve_device, resolve_dtype
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype)
     for target in (args.json, args.csv):
         if target is not None and target.exists() and not args.overwrite:
             raise InputError(f"{target} exists; pass --overwrite to replace it")
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lq is None and not protocol.noise:
         raise InputError(f"protocol {protocol.name} needs --lq")
 
-    restore = build_restore_fn(model, device=device, tile=args.tile, tile_overlap=args.tile_overlap)
+    restore = build_restore_fn(model, device=device, dtype=dtype, tile=args.tile, tile_overlap=args.tile_overlap)
     result = evaluate(restore, args.lq, args.gt, protocol, sigma=args.sigma, save_dir=args.save,
                       progress=not args.quiet, sequences=sequences, overwrite=args.overwrite)
     print(result.table())

@@ -192,7 +192,9 @@ def _check_options(spec: zoo.ModelSpec, sigma: float | None, add_noise: bool) ->
     if add_noise and sigma is None:
         raise InputError("--add-noise needs --sigma (the noise level to add)")
     if sigma is not None and not needs_sigma and not add_noise:
-        raise InputError(f"--sigma only applies to denoising models or with --add-noise; {spec.name} is a {spec.task} model")
+        raise InputError(
+            f"--sigma only applies to denoising models or with --add-noise; {spec.name} is a {spec.task} model"
+        )
     return sigma / 255.0 if needs_sigma else None
 
 
