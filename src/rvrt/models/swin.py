@@ -49,6 +49,26 @@ def effective_window(size: Size3, window: Size3, shift: Size3) -> tuple[Size3, S
     return ws, ss  # type: ignore[return-value]
 
 
+def _context_device() -> torch.device:
+    """The device new tensors go to (follows a ``with torch.device(...)`` block)."""
+    return torch.empty(0).device
+
+
+@lru_cache(maxsize=64)
+def _cpu_constant(fn, *args) -> torch.Tensor:
+    with torch.device("cpu"):
+        return fn(*args)
+
+
+def _constant(fn, *args) -> torch.Tensor:
+    """``fn(*args)`` computed once on the CPU, copied to the current default device.
+
+    Architecture constants (index tables, position encodings) are built like this so that
+    building a model on the ``meta`` device (to list its parameters) stays fast.
+    """
+    return _cpu_constant(fn, *args).to(_context_device(), copy=True)
+
+
 def relative_position_index(window: Size3) -> torch.Tensor:
     """``(N, N)`` index into the ``(2wd-1)(2wh-1)(2ww-1)`` bias table for every token pair of a window."""
     wd, wh, ww = window
@@ -123,7 +143,8 @@ class WindowAttention(nn.Module):
             self.relative_position_bias_table = nn.Parameter(
                 torch.zeros((2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1), num_heads)
             )
-            self.register_buffer("relative_position_index", relative_position_index(self.window_size))
+            index = _constant(relative_position_index, self.window_size)
+            self.register_buffer("relative_position_index", index)
         self.qkv_self = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -210,8 +231,9 @@ class MutualWindowAttention(WindowAttention):
         if self.window_size[0] != 2:
             raise ValueError(f"mutual attention needs a window of 2 frames; got {self.window_size}")
         if dim % 2:
-            raise ValueError(f"mutual attention needs an even channel count for its position encoding; got {dim}")
-        self.register_buffer("position_bias", sine_position_encoding(self.window_size[1], self.window_size[2], dim))
+            raise ValueError(f"mutual attention needs an even channel count (position encoding); got {dim}")
+        wh, ww = self.window_size[1:]
+        self.register_buffer("position_bias", _constant(sine_position_encoding, wh, ww, dim))
         self.qkv_mut = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(2 * dim, dim)  # replaces the C -> C projection, keeping its place
 
@@ -324,7 +346,10 @@ class SwinGroup(nn.Module):
         super().__init__()
         self.window_size = tuple(window_size)
         self.shift_size = tuple(w // 2 for w in self.window_size)
-        rates = [float(drop_path)] * depth if isinstance(drop_path, (int, float)) else [float(r) for r in drop_path]
+        if isinstance(drop_path, (int, float)):
+            rates = [float(drop_path)] * depth
+        else:
+            rates = [float(r) for r in drop_path]
         if len(rates) < depth:
             raise ValueError(f"need a drop_path rate for each of the {depth} layers; got {len(rates)}")
         self.blocks = nn.ModuleList(

@@ -96,14 +96,14 @@ class VRTConfig:
             object.__setattr__(self, f.name, _tuple(getattr(self, f.name)))
         n = len(self.depths)
         if n < 8:
-            raise ValueError(f"depths needs 7 stage entries and at least one stage-8 entry; got {len(self.depths)}")
+            raise ValueError(f"depths needs 7 stage entries and at least one stage-8 entry; got {n}")
         if len(self.embed_dims) != n or len(self.num_heads) != n:
             raise ValueError(f"depths, embed_dims and num_heads need the same length; got {n}, "
                              f"{len(self.embed_dims)}, {len(self.num_heads)}")
         if len(self.img_size) != 3 or len(self.window_size) != 3:
             raise ValueError("img_size and window_size need 3 entries (frames, height, width)")
         if self.pa_frames not in (0, 2, 4, 6):
-            raise ValueError(f"pa_frames must be 2, 4 or 6 (or 0 for frame interpolation); got {self.pa_frames}")
+            raise ValueError(f"pa_frames must be 2, 4 or 6 (0: frame interpolation); got {self.pa_frames}")
         d = self.embed_dims
         if d[4] != d[2] or d[5] != d[1] or d[6] != d[0]:
             raise ValueError(f"stages 5-7 add the features of stages 3, 2, 1: embed_dims[4:7] must equal "
@@ -114,32 +114,45 @@ class VRTConfig:
             if d[i - 1] % 4:
                 raise ValueError(f"stage {i + 1} upsamples by pixel shuffle: embed_dims[{i - 1}]={d[i - 1]} "
                                  "must be divisible by 4")
-        for i, (c, h) in enumerate(zip(d, self.num_heads)):
+        for i, (c, h) in enumerate(zip(d, self.num_heads, strict=True)):
             if h < 1 or c % h:
                 raise ValueError(f"embed_dims[{i}]={c} must be divisible by num_heads[{i}]={h}")
             if i < 7 and c % 2:
                 raise ValueError(f"embed_dims[{i}]={c} must be even (mutual attention position encoding)")
         if not 0.0 <= self.mul_attn_ratio <= 1.0:
             raise ValueError(f"mul_attn_ratio must be in [0, 1]; got {self.mul_attn_ratio}")
+        power_of_two = self.upscale >= 1 and self.upscale & (self.upscale - 1) == 0
         if self.pa_frames:
-            m = self.pa_frames // 2
             if self.in_chans != 3:
                 raise ValueError(f"SpyNet flows need RGB input: in_chans must be 3; got {self.in_chans}")
-            if self.deformable_groups % m or any((m * c) % self.deformable_groups for c in d[:7]):
-                raise ValueError(f"deformable_groups={self.deformable_groups} must be a multiple of pa_frames/2={m} "
-                                 f"and divide the {m} x embed_dims channels of the aligned neighbours")
-            if self.upscale != 1 and (self.upscale < 1 or (self.upscale & (self.upscale - 1) and self.upscale != 3)):
+            if not (power_of_two or self.upscale == 3):
                 raise ValueError(f"upscale must be 1, 3 or a power of two; got {self.upscale}")
             if self.upscale == 1 and self.out_chans != self.in_chans:
                 raise ValueError("upscale=1 adds the input to the output: out_chans must equal in_chans")
         else:
             if self.upscale != 1:
-                raise ValueError(f"the frame-interpolation model (pa_frames=0) needs upscale=1; got {self.upscale}")
+                raise ValueError(f"frame interpolation (pa_frames=0) needs upscale=1; got {self.upscale}")
             if self.nonblind_denoising:
                 raise ValueError("nonblind_denoising needs parallel warping (pa_frames > 0)")
             if self.in_chans != 3 or self.out_chans % 3:
-                raise ValueError("the frame-interpolation model takes RGB frames (in_chans=3) and returns RGB "
-                                 "frames (out_chans a multiple of 3)")
+                raise ValueError("frame interpolation takes RGB frames (in_chans=3) and returns RGB frames "
+                                 "(out_chans a multiple of 3)")
+
+    def check_runnable(self) -> None:
+        """Raise ``ValueError`` for an architecture that builds but cannot run.
+
+        The deformable convolution splits the ``pa_frames / 2`` aligned neighbours (``m * C``
+        channels) into ``deformable_groups`` equal parts, one share of groups per neighbour. The
+        official constructor's defaults (``embed_dims`` 120, 16 groups) do not satisfy this; no
+        published model uses them.
+        """
+        m = self.pa_frames // 2
+        channels = [m * c for c in self.embed_dims[:7]]
+        if m and (self.deformable_groups % m or any(c % self.deformable_groups for c in channels)):
+            raise ValueError(
+                f"deformable_groups={self.deformable_groups} must be a multiple of pa_frames/2={m} and "
+                f"divide the channels of the aligned neighbours (pa_frames/2 x embed_dims: {channels})"
+            )
 
     @property
     def in_channels(self) -> int:
@@ -229,8 +242,9 @@ class FlowGuidedDeformConv(nn.Module):
         o1, o2, mask = torch.chunk(out, 3, dim=1)
         residual = self.max_residue_magnitude * torch.tanh(torch.cat((o1, o2), dim=1))
         parts = torch.chunk(residual, self.neighbours, dim=1)
-        offset = torch.cat([p + f.flip(1).repeat(1, p.shape[1] // 2, 1, 1) for p, f in zip(parts, flows)], 1)
-        return offset, torch.sigmoid(mask)
+        # each neighbour's share of groups and taps moves around that neighbour's flow, as (dy, dx)
+        offset = [p + f.flip(1).repeat(1, p.shape[1] // 2, 1, 1) for p, f in zip(parts, flows, strict=True)]
+        return torch.cat(offset, 1), torch.sigmoid(mask)
 
     def forward(self, x: torch.Tensor, x_flow_warpeds: list[torch.Tensor], x_current: torch.Tensor,
                 flows: list[torch.Tensor]) -> torch.Tensor:
@@ -292,8 +306,8 @@ class VRTStage(nn.Module):
                      checkpoint_ffn=checkpoint_ffn)
         mutual_depth = int(depth * mul_attn_ratio)
         self.residual_group1 = SwinGroup(
-            dim, mutual_depth, num_heads, (2, window_size[1], window_size[2]), drop_path=drop_path[:mutual_depth],
-            mutual=True, checkpoint_attn=checkpoint_attn, **layer,
+            dim, mutual_depth, num_heads, (2, window_size[1], window_size[2]),
+            drop_path=drop_path[:mutual_depth], mutual=True, checkpoint_attn=checkpoint_attn, **layer,
         )
         self.linear1 = nn.Linear(dim, dim)
         self.residual_group2 = SwinGroup(
@@ -302,17 +316,21 @@ class VRTStage(nn.Module):
         )
         self.linear2 = nn.Linear(dim, dim)
         if pa_frames:
-            self.pa_deform = FlowGuidedDeformConv(dim, pa_frames=pa_frames, deformable_groups=deformable_groups,
-                                                  max_residue_magnitude=max_residue_magnitude, backend=dcn_backend)
+            self.pa_deform = FlowGuidedDeformConv(
+                dim, pa_frames=pa_frames, deformable_groups=deformable_groups,
+                max_residue_magnitude=max_residue_magnitude, backend=dcn_backend,
+            )
             self.pa_fuse = GEGLUMlp(3 * dim, 3 * dim, dim)
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         n, t, h, w, c = x.shape
         if self.mode == "down":
             # 2x2 neighbourhoods to channels, ordered (column offset, row offset, channel)
-            x = x.view(n, t, h // 2, 2, w // 2, 2, c).permute(0, 1, 2, 4, 5, 3, 6).reshape(n, t, h // 2, w // 2, 4 * c)
+            x = x.view(n, t, h // 2, 2, w // 2, 2, c).permute(0, 1, 2, 4, 5, 3, 6)
+            x = x.reshape(n, t, h // 2, w // 2, 4 * c)
         elif self.mode == "up":
-            x = x.view(n, t, h, w, 2, 2, c // 4).permute(0, 1, 2, 5, 3, 4, 6).reshape(n, t, 2 * h, 2 * w, c // 4)
+            x = x.view(n, t, h, w, 2, 2, c // 4).permute(0, 1, 2, 5, 3, 4, 6)
+            x = x.reshape(n, t, 2 * h, 2 * w, c // 4)
         return self.reshape(x)
 
     def forward(self, x: torch.Tensor, flows_backward: list[torch.Tensor],
@@ -404,6 +422,7 @@ class VRT(nn.Module):
             config = VRTConfig.from_kwargs(**kwargs)
         elif kwargs:
             raise TypeError("pass either a config or keyword arguments, not both")
+        config.check_runnable()
         self.config = cfg = config
         dims = cfg.embed_dims
         pa = cfg.pa_frames
@@ -416,19 +435,22 @@ class VRT(nn.Module):
         total = sum(cfg.depths)
         rates = [v.item() for v in torch.linspace(0, cfg.drop_path_rate, total, device="cpu")]
         starts = [sum(cfg.depths[:i]) for i in range(len(cfg.depths) + 1)]
-        ckpt_attn = [cfg.use_checkpoint_attn and i not in cfg.no_checkpoint_attn_blocks for i in range(len(dims))]
-        ckpt_ffn = [cfg.use_checkpoint_ffn and i not in cfg.no_checkpoint_ffn_blocks for i in range(len(dims))]
+        blocks = range(len(dims))
+        ckpt_attn = [cfg.use_checkpoint_attn and i not in cfg.no_checkpoint_attn_blocks for i in blocks]
+        ckpt_ffn = [cfg.use_checkpoint_ffn and i not in cfg.no_checkpoint_ffn_blocks for i in blocks]
         for i in range(7):
             self.add_module(f"stage{i + 1}", VRTStage(
-                dims[i - 1], dims[i], reshape=STAGE_RESHAPES[i], depth=cfg.depths[i], num_heads=cfg.num_heads[i],
-                window_size=cfg.window_size, mul_attn_ratio=cfg.mul_attn_ratio, mlp_ratio=cfg.mlp_ratio,
-                qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale, drop_path=rates[starts[i] : starts[i + 1]],
+                dims[i - 1], dims[i], reshape=STAGE_RESHAPES[i], depth=cfg.depths[i],
+                num_heads=cfg.num_heads[i], window_size=cfg.window_size, mul_attn_ratio=cfg.mul_attn_ratio,
+                mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale,
+                drop_path=rates[starts[i] : starts[i + 1]],
                 pa_frames=pa, deformable_groups=cfg.deformable_groups,
                 max_residue_magnitude=10 / STAGE_SCALES[i], checkpoint_attn=ckpt_attn[i],
                 checkpoint_ffn=ckpt_ffn[i], dcn_backend=dcn_backend,
             ))
 
-        self.stage8 = nn.ModuleList([_NormLinear({"1": nn.LayerNorm(dims[6]), "2": nn.Linear(dims[6], dims[7])})])
+        project = _NormLinear({"1": nn.LayerNorm(dims[6]), "2": nn.Linear(dims[6], dims[7])})
+        self.stage8 = nn.ModuleList([project])
         for i in range(7, len(dims)):
             window = (1, *cfg.window_size[1:]) if i in cfg.indep_reconsts else cfg.window_size
             self.stage8.append(RSTB(
@@ -509,7 +531,7 @@ class VRT(nn.Module):
         if t < 1 or h < 1 or w < 1:
             raise InputError(f"input has an empty dimension: {tuple(x.shape)}")
         if cfg.is_interpolation and t != cfg.img_size[0]:
-            raise InputError(f"this frame-interpolation model takes exactly {cfg.img_size[0]} frames; got {t}")
+            raise InputError(f"this interpolation model takes exactly {cfg.img_size[0]} frames; got {t}")
         tp, hp, wp = self.padded_size(t, h, w)
         x = mirror_pad_end(mirror_pad_end(mirror_pad_end(x, 1, tp - t), 3, hp - h), 4, wp - w)
         out = self._interpolate(x) if cfg.is_interpolation else self._restore(x)
@@ -547,8 +569,8 @@ class VRT(nn.Module):
             back.append([chain(f[:, :-1], f[:, 1:]) for f in back[0]])
             fwd.append([chain(f[:, 1:], f[:, :-1]) for f in fwd[0]])
         if self.config.pa_frames >= 6:
-            back.append([chain(f2[:, :-1], f1[:, 2:]) for f1, f2 in zip(back[0], back[1])])
-            fwd.append([chain(f2[:, 1:], f1[:, :-2]) for f1, f2 in zip(fwd[0], fwd[1])])
+            back.append([chain(f2[:, :-1], f1[:, 2:]) for f1, f2 in zip(back[0], back[1], strict=True)])
+            fwd.append([chain(f2[:, 1:], f1[:, :-2]) for f1, f2 in zip(fwd[0], fwd[1], strict=True)])
         return [f for step in back for f in step], [f for step in fwd for f in step]
 
     @staticmethod
@@ -564,14 +586,15 @@ class VRT(nn.Module):
             ``t-1`` (see :func:`~rvrt.models.warp.flow_warp_nearest4`), zeros where there is no neighbour.
         """
         n, t, c, h, w = x.shape
-        nxt = flow_warp_nearest4(x[:, 1:].flatten(0, 1), flow_backward.flatten(0, 1)).view(n, t - 1, 4 * c, h, w)
-        prv = flow_warp_nearest4(x[:, :-1].flatten(0, 1), flow_forward.flatten(0, 1)).view(n, t - 1, 4 * c, h, w)
+        shape = (n, t - 1, 4 * c, h, w)
+        nxt = flow_warp_nearest4(x[:, 1:].flatten(0, 1), flow_backward.flatten(0, 1)).view(shape)
+        prv = flow_warp_nearest4(x[:, :-1].flatten(0, 1), flow_forward.flatten(0, 1)).view(shape)
         zeros = x.new_zeros(n, 1, 4 * c, h, w)
         return torch.cat([x, torch.cat([nxt, zeros], 1), torch.cat([zeros, prv], 1)], 2)
 
     def forward_features(self, x: torch.Tensor, flows_backward: list[torch.Tensor],
                          flows_forward: list[torch.Tensor]) -> torch.Tensor:
-        """Stages 1-8 and the final LayerNorm: ``(N, T, H, W, C0) -> (N, T, H, W, C_last)`` (channels-last)."""
+        """Stages 1-8 and the final LayerNorm, channels-last: ``(N, T, H, W, C0) -> (N, T, H, W, C_last)``."""
 
         def at(flows: list[torch.Tensor], level: int) -> list[torch.Tensor]:
             return flows[level::4]

@@ -76,5 +76,5 @@ def flow_warp_nearest4(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
             inside = (px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)
             idx = torch.where(inside, py * w + px, torch.zeros_like(px)).long().view(n, 1, h * w)
             picked = flat.gather(2, idx.expand(n, c, h * w)).view(n, c, h, w)
-            outs.append(torch.where(inside.unsqueeze(1), picked, torch.zeros((), dtype=x.dtype, device=x.device)))
+            outs.append(torch.where(inside.unsqueeze(1), picked, picked.new_zeros(())))
     return torch.cat(outs, 1)

@@ -60,9 +60,10 @@ def _geometry(input, offset, weight, bias, stride, padding, dilation, mask):
         raise ValueError(f"weight must be (C_out, C_in / groups, kh, kw); got shape {tuple(weight.shape)}")
     n, cin, h, w = input.shape
     cout, cin_g, kh, kw = weight.shape
-    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation = _pair(dilation, "dilation")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise ValueError(f"need stride >= 1, dilation >= 1, padding >= 0; got {stride}, {dilation}, {padding}")
+        raise ValueError(f"need stride, dilation >= 1 and padding >= 0; got {stride}, {dilation}, {padding}")
     if cin_g < 1 or cin % cin_g:
         raise ValueError(f"input channels {cin} are not a multiple of the weight's {cin_g} input channels")
     groups = cin // cin_g
@@ -119,8 +120,10 @@ def _reference_chunk(input, offset, weight, mask, groups, og, stride, padding, d
     dev = input.device
     tap_y = (torch.arange(kh, device=dev, dtype=cdtype) * dilation[0]).repeat_interleave(kw)
     tap_x = (torch.arange(kw, device=dev, dtype=cdtype) * dilation[1]).repeat(kh)
-    base_y = (torch.arange(ho, device=dev, dtype=cdtype) * stride[0] - padding[0]).view(1, ho, 1) + tap_y.view(taps, 1, 1)
-    base_x = (torch.arange(wo, device=dev, dtype=cdtype) * stride[1] - padding[1]).view(1, 1, wo) + tap_x.view(taps, 1, 1)
+    out_y = torch.arange(ho, device=dev, dtype=cdtype) * stride[0] - padding[0]
+    out_x = torch.arange(wo, device=dev, dtype=cdtype) * stride[1] - padding[1]
+    base_y = out_y.view(1, ho, 1) + tap_y.view(taps, 1, 1)  # (taps, H_out, 1)
+    base_x = out_x.view(1, 1, wo) + tap_x.view(taps, 1, 1)  # (taps, 1, W_out)
     off = offset.to(cdtype).view(n, og, taps, 2, ho, wo)
     py = (base_y + off[:, :, :, 0]).reshape(n * og, taps * ho * wo)
     px = (base_x + off[:, :, :, 1]).reshape(n * og, taps * ho * wo)
@@ -237,7 +240,8 @@ def deform_conv2d(
         reason = torchvision_status(input.device)
         if reason is None:
             op, _ = _torchvision_op()
-            return op(input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask)
+            return op(input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                      mask=mask)
         if backend == "torchvision":
             raise DCNBackendError(reason)
         _log_fallback(reason)
