@@ -162,6 +162,18 @@ def test_forward_is_pure_and_repeatable():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_long_clips_are_aligned_in_chunks(monkeypatch):
+    import rvrt.models.vrt_blocks as vrt_blocks
+
+    model = micro(MICRO_PA6)
+    x = frames(t=5)
+    with torch.no_grad():
+        whole = model(x)
+        monkeypatch.setattr(vrt_blocks, "PA_CHUNK_FRAMES", 2)
+        chunked = model(x)
+    assert torch.allclose(chunked, whole, atol=1e-5)
+
+
 def test_dtype_follows_the_model():
     model = micro(MICRO_DEBLUR)
     x = frames(t=2)
