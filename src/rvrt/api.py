@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from rvrt import zoo
-from rvrt.checkpoint import METADATA_ARCH, METADATA_CONFIG, METADATA_NAME, load_into, load_state_dict_file, read_metadata
+from rvrt.checkpoint import (
+    METADATA_ARCH,
+    METADATA_CONFIG,
+    METADATA_NAME,
+    load_into,
+    load_state_dict_file,
+    read_metadata,
+)
 from rvrt.errors import InputError, WeightsError
 from rvrt.hub import cache_dir, download
 
@@ -36,6 +43,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _task_of(arch: str, kwargs: dict[str, Any]) -> tuple[str, int]:
+    if arch == "vrt" and kwargs.get("pa_frames", 2) == 0:
+        return "vfi", 1  # VRT without parallel warping is the frame-interpolation model
     scale = int(kwargs.get("upscale", 4))
     if scale > 1:
         return "sr", scale

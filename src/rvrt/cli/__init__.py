@@ -19,6 +19,9 @@ from rvrt.errors import RVRTError
 
 #: subcommand name -> module under rvrt.cli (imported lazily, so `rvrt --help` stays fast)
 COMMANDS = {
+    "restore": "rvrt.cli.restore",
+    "degrade": "rvrt.cli.degrade",
+    "eval": "rvrt.cli.eval",
     "weights": "rvrt.cli.weights",
     "train": "rvrt.cli.train",
 }
@@ -31,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rvrt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
     return parser
 

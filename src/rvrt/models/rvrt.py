@@ -73,13 +73,17 @@ class RVRTConfig:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _tuple(getattr(self, f.name)))
         if self.upscale not in (1, 4):
-            raise ValueError(f"RVRT supports upscale 4 (super-resolution) or 1 (deblurring/denoising); got {self.upscale}")
+            raise ValueError(
+                f"RVRT supports upscale 4 (super-resolution) or 1 (deblurring/denoising); got {self.upscale}"
+            )
         if self.clip_size != 2:
             raise ValueError(f"RVRT's propagation is defined for clip_size=2; got {self.clip_size}")
         if len(self.embed_dims) != 3 or len(self.num_heads) != 3 or len(self.depths) != 3 or len(self.num_blocks) != 3:
             raise ValueError("embed_dims, num_heads, depths and num_blocks need 3 entries each")
         if len(set(self.embed_dims)) != 1:
-            raise ValueError(f"RVRT concatenates features of all stages, so embed_dims must be equal; got {self.embed_dims}")
+            raise ValueError(
+                f"RVRT concatenates features of all stages, so embed_dims must be equal; got {self.embed_dims}"
+            )
         if len(self.inputconv_groups) != 6:
             raise ValueError(f"inputconv_groups needs 6 entries; got {self.inputconv_groups}")
         if self.nonblind_denoising and self.upscale != 1:
@@ -160,7 +164,7 @@ class GuidedDeformableAttention(nn.Module):
         return module[1](x.permute(0, 1, 3, 4, 2)).permute(0, 1, 4, 2, 3)
 
     def _offsets(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.conv_offset):
+        for layer in self.conv_offset:
             x = conv3d_per_frame(layer, x) if isinstance(layer, nn.Conv3d) else layer(x)
         return x
 
@@ -331,7 +335,8 @@ class RVRT(nn.Module):
         x = mirror_pad_end(mirror_pad_end(mirror_pad_end(x, 1, tp - t), 3, hp - h), 4, wp - w)
         if offload is None:
             offload = tp > cfg.cpu_cache_length and x.is_cuda
-        out = self._run(x, offload=offload and x.device.type != "cpu")
+        feats = self.extract_features(x, offload=offload)
+        out = self.reconstruct(x, feats, offload=offload)
         s = cfg.upscale
         return out[:, :t, :, : h * s, : w * s]
 
@@ -347,7 +352,18 @@ class RVRT(nn.Module):
         forward = backward.flip(1) if mirror else self.spynet(b, a).view(n, t - 1, 2, h, w)
         return backward, forward
 
-    def _run(self, x: torch.Tensor, offload: bool) -> torch.Tensor:
+    def extract_features(self, x: torch.Tensor, *, offload: bool = False) -> dict[str, Any]:
+        """Shallow features, flows and the four propagation branches of an input the network accepts.
+
+        Args:
+            x: ``(N, T, C, H, W)`` of a size :meth:`padded_size` leaves unchanged.
+            offload: keep per-clip features in host memory (moved back to ``x.device`` when used).
+
+        Returns:
+            ``{"shallow", "backward_1", "forward_1", "backward_2", "forward_2"}``: lists of per-clip
+            features ``(N, clip, C, h, w)`` in time order; ``"flows_backward"``, ``"flows_forward"``;
+            ``"mirror"``: whether the input was detected as mirror-extended (frame i == frame T-1-i).
+        """
         cfg = self.config
         n, t, _, h, w = x.shape
         half = t // 2
@@ -357,25 +373,23 @@ class RVRT(nn.Module):
         else:
             lq_flow = F.interpolate(x[:, :, :3].reshape(-1, 3, h, w), scale_factor=0.25, mode="bicubic")
             lq_flow = lq_flow.view(n, t, 3, h // 4, w // 4)
-
-        store = (lambda f: f.to("cpu", non_blocking=True)) if offload else (lambda f: f)  # noqa: E731
-        fetch = (lambda f: f.to(x.device, non_blocking=True)) if offload else (lambda f: f)  # noqa: E731
-
+        store = _FeatureStore(x.device, offload)
         n_clips = t // cfg.clip_size
         if offload:
-            shallow = [store(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
+            shallow = [store.put(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
         else:
             shallow = list(torch.chunk(self.feat_extract(x), n_clips, dim=1))
         flows_backward, flows_forward = self.compute_flows(lq_flow, mirror)
 
-        feats: dict[str, list[torch.Tensor]] = {"shallow": shallow}
+        feats: dict[str, Any] = {"shallow": shallow}
         updated: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for name in BRANCHES:
             flows = flows_backward if name.startswith("backward") else flows_forward
-            feats[name] = self._propagate(feats, flows, name, updated, store, fetch)
-        return self._reconstruct(x[:, :, :3], feats, store, fetch, offload)
+            feats[name] = self._propagate(feats, flows, name, updated, store)
+        feats.update(flows_backward=flows_backward, flows_forward=flows_forward, mirror=mirror)
+        return feats
 
-    def _propagate(self, feats, flows, name, updated, store, fetch) -> list[torch.Tensor]:
+    def _propagate(self, feats, flows, name, updated, store: _FeatureStore) -> list[torch.Tensor]:
         """One propagation branch over all clips; returns its features per clip in time order."""
         n_clips = len(feats["shallow"])
         backward = name.startswith("backward")
@@ -393,7 +407,7 @@ class RVRT(nn.Module):
             updated[name] = []
 
         out: list[torch.Tensor] = []
-        feat_prop = torch.zeros_like(fetch(feats["shallow"][0]))
+        feat_prop = torch.zeros_like(store.get(feats["shallow"][0]))
         for i, idx in enumerate(order):
             if i > 0:
                 if first_pass:
@@ -407,35 +421,63 @@ class RVRT(nn.Module):
                     flow_n2 = torch.stack([f12, f03], 1)
                 else:
                     flow_n1, flow_n2 = updated[name.replace("_2", "_1")][i - 1]
-                q = timed(fetch(feats[prev][idx]))
-                k = timed(fetch(feats[prev][order[i - 1]]))
+                q = timed(store.get(feats[prev][idx]))
+                k = timed(store.get(feats[prev][order[i - 1]]))
                 nn_, tt, cc, hh, ww = feat_prop.shape
                 warped1 = flow_warp(feat_prop.flatten(0, 1), flow_n1.flatten(0, 1)).view(nn_, tt, cc, hh, ww)
                 warped2 = flow_warp(feat_prop.flip(1).flatten(0, 1), flow_n2.flatten(0, 1)).view(nn_, tt, cc, hh, ww)
                 feat_prop, new1, new2 = align(q, k, feat_prop, [warped1, warped2], [flow_n1, flow_n2])
                 if first_pass:
                     updated[name].append((new1, new2))
-            inputs = [timed(fetch(feats[k][idx])) for k in feats if k != name] + [feat_prop]
+            inputs = [timed(store.get(feats[k][idx])) for k in feats if k != name] + [feat_prop]
             feat_prop = feat_prop + self.backbone[name](torch.cat(inputs, dim=2))
-            out.append(store(feat_prop))
+            out.append(store.put(feat_prop))
         if backward:
             out = [f.flip(1) for f in out[::-1]]
         return out
 
-    def _reconstruct(self, lq, feats, store, fetch, offload) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, feats: dict[str, Any], *, offload: bool = False) -> torch.Tensor:
+        """Output frames from the features of :meth:`extract_features`: ``(N, T, 3, s*H, s*W)`` on ``x.device``.
+
+        Frames are independent here (the reconstruction attends within single frames), so with
+        ``offload`` it runs one clip at a time to bound device memory.
+        """
         names = ("shallow",) + BRANCHES
+        store = _FeatureStore(x.device, offload)
         n_clips = len(feats["shallow"])
-        chunks = [range(n_clips)] if not offload else [[i] for i in range(n_clips)]
-        outs = []
+        groups = [list(range(n_clips))] if not offload else [[i] for i in range(n_clips)]
+        n, t, _, h, w = x.shape
+        s = self.config.upscale
+        out = None
         start = 0
-        for group in chunks:
-            parts = [torch.cat([fetch(feats[k][i]) for i in group], 1) for k in names]
+        for group in groups:
+            parts = [torch.cat([store.get(feats[k][i]) for i in group], 1) for k in names]
             hr = self.reconstruction(torch.cat(parts, 2))
-            hr = conv3d_per_frame(self.conv_before_upsampler[0], hr)
-            hr = conv3d_per_frame(self.conv_last, self.upsampler(F.leaky_relu(hr, 0.1)))
+            hr = F.leaky_relu(conv3d_per_frame(self.conv_before_upsampler[0], hr), 0.1)
+            hr = conv3d_per_frame(self.conv_last, self.upsampler(hr))
             tt = hr.shape[1]
-            base = lq[:, start : start + tt]
+            # the published residual: a trilinear resize of the first three input channels
+            hr = hr + F.interpolate(x[:, start : start + tt, :3], size=hr.shape[-3:], mode="trilinear",
+                                    align_corners=False)
+            if len(groups) == 1:
+                return hr
+            if out is None:
+                out = hr.new_empty(n, t, 3, s * h, s * w)
+            out[:, start : start + tt] = hr
             start += tt
-            hr = hr + F.interpolate(base, size=hr.shape[-3:], mode="trilinear", align_corners=False)
-            outs.append(store(hr))
-        return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+        return out
+
+
+class _FeatureStore:
+    """Where per-clip features wait between branches: on the compute device, or in host memory."""
+
+    def __init__(self, device: torch.device, offload: bool) -> None:
+        self.device = device
+        self.offload = offload
+
+    def put(self, f: torch.Tensor) -> torch.Tensor:
+        # asynchronous copies are safe: reading back is ordered after them on the same stream
+        return f.to("cpu", non_blocking=True) if self.offload else f
+
+    def get(self, f: torch.Tensor) -> torch.Tensor:
+        return f.to(self.device, non_blocking=True) if self.offload else f
