@@ -20,7 +20,8 @@ from rvrt.train.config import (
     resolve_recipe,
 )
 from rvrt.train.losses import CharbonnierLoss, build_loss
-from rvrt.train.trainer import build_model, lr_at
+from rvrt.train.model import build_model
+from rvrt.train.optim import lr_at
 
 OFFICIAL = {
     # name: (model, dataset type, clip frames as read, mirrored, lr, iterations, freeze_iters, ckpt attn, ckpt ffn)
@@ -48,7 +49,8 @@ def test_official_recipes_carry_kairs_numbers_and_build(name):
     assert r["loss"] == {"type": "charbonnier", "eps": 1e-9, "weight": 1.0}
     assert r["schedule"]["periods"] == [iters] and r["schedule"]["eta_min"] == 1e-7
     assert r["train"]["iterations"] == iters and r["train"]["freeze_iters"] == freeze
-    assert r["model"]["kwargs"]["use_checkpoint_attn"] is ck_attn and r["model"]["kwargs"]["use_checkpoint_ffn"] is ck_ffn
+    kw = r["model"]["kwargs"]
+    assert kw["use_checkpoint_attn"] is ck_attn and kw["use_checkpoint_ffn"] is ck_ffn
     assert r["model"]["init"] == ("official:rvrt.sr_bi_reds" if kind == "vimeo" else "")
     with torch.device("meta"):
         module, arch, kwargs = build_model(r["model"])

@@ -15,7 +15,8 @@ import torch
 
 from rvrt.errors import InputError
 from rvrt.train import Trainer, load_recipe
-from rvrt.train.trainer import build_model, find_checkpoints
+from rvrt.train.model import build_model
+from rvrt.train.trainer import find_checkpoints
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -94,15 +95,44 @@ def test_tiny_model_overfits_one_clip(tmp_path):
     assert sum(losses[-5:]) / 5 < 0.6 * losses[0], losses
 
 
-def test_bf16_autocast_and_gradient_accumulation(tmp_path):
-    r = _recipe("train.iterations=1", "train.amp='bf16'", "data.batch_size=2", "train.accum_steps=2",
-                "data.train.num_frames=2", "data.train.length=2")
+def test_bf16_accumulation_clipping_and_keep_last(tmp_path):
+    r = _recipe("train.iterations=2", "train.amp='bf16'", "data.batch_size=2", "train.accum_steps=2",
+                "optim.grad_clip=0.05", "data.train.num_frames=2", "data.train.length=2", "train.save_every=1",
+                "train.keep_last=1")
     res = Trainer(r, tmp_path, progress=False).fit()
     assert res.status == "finished"
-    loss = _losses(tmp_path)[1]
-    assert 0 < loss < 1
+    assert all(0 < v < 1 for v in _losses(tmp_path).values())
+    assert [p.name for p in find_checkpoints(tmp_path)] == ["step_00000002.pt"]  # older ones pruned
     with pytest.raises(InputError, match="not divisible"):
         Trainer(_recipe("data.batch_size=3", "train.accum_steps=2"), tmp_path / "x", progress=False).fit()
+    with pytest.raises(InputError, match="checkpoint not found"):
+        Trainer(_recipe(), tmp_path / "y", resume=str(tmp_path / "missing.pt"), progress=False).fit()
+
+
+def test_initial_weights_spynet_file_and_non_strict_init(tmp_path):
+    from rvrt.train.model import init_weights
+
+    torch.manual_seed(1)
+    donor, _, _ = build_model(load_recipe("tiny_cpu")["model"])
+    torch.save({"params": donor.spynet.state_dict()}, tmp_path / "spynet.pth")
+    partial = {k: v for k, v in donor.state_dict().items() if not k.startswith("conv_last")}
+    torch.save({"params": partial}, tmp_path / "init.pth")
+
+    cfg = dict(load_recipe("tiny_cpu")["model"], spynet=str(tmp_path / "spynet.pth"))
+    torch.manual_seed(2)
+    model, _, _ = build_model(cfg)
+    init_weights(model, cfg)
+    assert _same(model.spynet.state_dict(), donor.spynet.state_dict())
+    assert not _same(model.state_dict(), donor.state_dict())
+
+    from rvrt.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="missing"):
+        init_weights(model, dict(cfg, spynet="", init=str(tmp_path / "init.pth"), init_strict=True))
+    init_weights(model, dict(cfg, spynet="", init=str(tmp_path / "init.pth"), init_strict=False))
+    got = model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in partial.items())
+    assert not torch.equal(got["conv_last.weight"], donor.state_dict()["conv_last.weight"])
 
 
 def _env() -> dict[str, str]:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         import torch
 
-        from rvrt.train.trainer import build_model
+        from rvrt.train.model import build_model
 
         with torch.device("meta"):
             module, arch, _ = build_model(recipe["model"])

@@ -232,7 +232,7 @@ class VideoClipDataset(Dataset):
         if self.mirror:
             lq_t = torch.cat([lq_t, lq_t.flip(0)], 0)
             gt_t = torch.cat([gt_t, gt_t.flip(0)], 0)
-        return {"lq": lq_t, "gt": gt_t, "key": f"{seq}/{self.gt.frames[seq][ids[0]]}"}
+        return {"lq": lq_t, "gt": gt_t, "key": f"{seq}/{self.gt.frames[seq][min(ids)]}"}
 
 
 # --------------------------------------------------------------------------- validation clips
@@ -386,7 +386,8 @@ def _vimeo(*, gt_root: str, lq_root: str, list_file: str = "", io: str = "folder
     if io == "folder":
         gt, lq = FolderFrames(gt_root, seqs, names), FolderFrames(lq_root, seqs, names)
     else:
-        gt, lq = open_source(gt_root, io_backend=io, sequences=seqs), open_source(lq_root, io_backend=io, sequences=seqs)
+        gt = open_source(gt_root, io_backend=io, sequences=seqs)
+        lq = open_source(lq_root, io_backend=io, sequences=seqs)
     return _finish(gt, lq=lq, train=train, seed=seed, num_frames=num_frames, mirror=mirror and train,
                    reverse=reverse, items="sequences", **opts)
 

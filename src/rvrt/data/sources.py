@@ -11,13 +11,15 @@ import copy
 import io
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from rvrt.data import frames as _frames
 from rvrt.errors import InputError
+from rvrt.inference.image_io import IMAGE_EXTENSIONS, natural_key
+from rvrt.inference.media import VIDEO_EXTENSIONS
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -35,36 +37,31 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m")
 
-
-def natural_key(name: str) -> list:
-    """Sort key that orders ``frame2`` before ``frame10``."""
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
-
-
-def _decode(data: bytes | str | os.PathLike, where: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise InputError(f"cannot read image {where}: {err}") from err
-    return arr
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    # training runs on 8-bit frames, as the published datasets are; deeper sources are rounded
+    if img.dtype == np.uint8:
+        return img
+    return np.rint(img.astype(np.float32) / np.float32(257.0)).astype(np.uint8)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as ``(H, W, 3)`` uint8 RGB.
+    """An image file as ``(H, W, 3)`` uint8 RGB (16-bit files are rounded to 8 bits).
 
     Raises:
         InputError: missing or unreadable file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image not found: {path}")
-    return _decode(path, str(path))
+    return _to_uint8(_frames.read_image(path))
+
+
+def _decode_bytes(data: bytes, where: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise InputError(f"cannot read image {where}: {err}") from err
 
 
 class FrameSource:
@@ -91,8 +88,7 @@ class FrameSource:
 
 
 def _images_in(folder: Path) -> list[str]:
-    return sorted((p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-                  key=natural_key)
+    return [p.name for p in _frames.list_frames(folder)]
 
 
 class FolderFrames(FrameSource):
@@ -179,7 +175,7 @@ class LmdbFrames(FrameSource):
                 data = txn.get(key.encode("ascii"))
                 if data is None:
                     raise InputError(f"key {key} is missing from {self.root}")
-                out.append(_decode(data, f"{self.root}:{key}"))
+                out.append(_decode_bytes(data, f"{self.root}:{key}"))
         return out
 
     def __getstate__(self) -> dict:
@@ -189,12 +185,12 @@ class LmdbFrames(FrameSource):
 
 
 class VideoFileFrames(FrameSource):
-    """Video files, one sequence each (needs PyAV). Frames are decoded from the start of the
-    file up to the last one asked for, so long files are slow: extract frames to folders for
-    large-scale training."""
+    """Video files, one sequence each (read with :mod:`rvrt.inference.video_io`). The frames of
+    each file are counted once by decoding it; a clip is decoded from the start of the file up to
+    its last frame, so long files are slow: extract frames to folders for large-scale training."""
 
     def __init__(self, files: Sequence[str | os.PathLike]) -> None:
-        import av
+        from rvrt.inference.video_io import open_reader
 
         self.root = Path(os.path.commonpath([str(Path(f).parent) for f in files])) if files else Path(".")
         self.paths: dict[str, Path] = {}
@@ -203,31 +199,27 @@ class VideoFileFrames(FrameSource):
             path = Path(f)
             if not path.is_file():
                 raise InputError(f"video file not found: {path}")
-            try:
-                with av.open(str(path)) as container:
-                    stream = container.streams.video[0]
-                    n = stream.frames or sum(1 for _ in container.decode(stream))
-            except (av.FFmpegError, IndexError, OSError) as err:
-                raise InputError(f"cannot read video {path}: {err}") from err
-            name = str(path)
-            self.paths[name] = path
-            self.frames[name] = [str(i) for i in range(n)]
+            with open_reader(path) as reader:
+                n = sum(1 for _ in reader)
+            if n == 0:
+                raise InputError(f"video {path} has no frames")
+            self.paths[str(path)] = path
+            self.frames[str(path)] = [f"{i:08d}" for i in range(n)]
 
     def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
-        import av
+        from rvrt.inference.video_io import open_reader
 
-        wanted = set(ids)
-        last = max(ids)
+        first, last = min(ids), max(ids)
         got: dict[int, np.ndarray] = {}
-        with av.open(str(self.paths[seq])) as container:
-            for i, frame in enumerate(container.decode(video=0)):
-                if i in wanted:
-                    got[i] = frame.to_ndarray(format="rgb24")
-                if i >= last:
+        with open_reader(self.paths[seq], start=first) as reader:
+            for frame in reader:
+                if frame.index in ids:
+                    got[frame.index] = _to_uint8(frame.data)
+                if frame.index >= last:
                     break
-        missing = wanted - set(got)
+        missing = sorted(set(ids) - set(got))
         if missing:
-            raise InputError(f"video {seq} ended before frame {min(missing)}")
+            raise InputError(f"video {seq} ended before frame {missing[0]}")
         return [got[i] for i in ids]
 
 

@@ -88,6 +88,8 @@ DEFAULTS: dict[str, Any] = {
         "log_every": 100,
         "save_every": 5000,
         "val_every": 5000,
+        "val_tile": [0, 0],  # validation tile (LQ pixels, 0: whole frames), blended over val_tile_overlap
+        "val_tile_overlap": [20, 20],
         "keep_last": 3,
         "tensorboard": True,
     },
@@ -329,6 +331,8 @@ def _check(r: dict[str, Any], where: str) -> None:
          f"train.device must be auto, cpu or cuda; got {t['device']!r}")
     for k in ("log_every", "save_every", "val_every", "keep_last"):
         need(t[k] >= 0, f"train.{k} must be >= 0")
+    for k in ("val_tile", "val_tile_overlap"):
+        need(len(t[k]) == 2 and all(isinstance(v, int) and v >= 0 for v in t[k]), f"train.{k} needs two ints >= 0")
     need(d["batch_size"] >= 1, "data.batch_size must be >= 1")
     need(d["num_workers"] >= 0, "data.num_workers must be >= 0")
     need(bool(d["train"].get("type")), "data.train needs a 'type' (see rvrt.data.datasets.DATASETS)")

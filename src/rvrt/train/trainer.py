@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import json
 import logging
-import math
 import random
 import re
 import signal
@@ -39,13 +39,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from rvrt.checkpoint import atomic_write, load_into, load_state_dict_file, save_safetensors
-from rvrt.errors import InputError, WeightsError
+from rvrt.checkpoint import atomic_write, load_into
+from rvrt.errors import InputError
+from rvrt.inference.tiling import restore_window
 from rvrt.train import distributed as D
 from rvrt.train.config import dumps_toml, loads_toml
 from rvrt.train.losses import build_loss
+from rvrt.train.model import build_model, export_weights, init_weights, matches
+from rvrt.train.optim import build_optimizer, clip_grads, grad_norm, lr_at
 
-__all__ = ["Trainer", "TrainResult", "build_model", "lr_at", "psnr"]
+__all__ = ["Trainer", "TrainResult", "find_checkpoints", "psnr"]
 
 log = logging.getLogger(__name__)
 
@@ -68,103 +71,13 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- pieces
-def _matches(name: str, prefixes: list[str] | tuple[str, ...]) -> str | None:
-    for p in prefixes:
-        if name == p or name.startswith(p + "."):
-            return p
-    return None
-
-
-def build_model(model_cfg: dict[str, Any]) -> tuple[nn.Module, str, dict[str, Any]]:
-    """``(module, arch, kwargs)`` from a recipe ``[model]`` table (random initialisation)."""
-    from rvrt import zoo
-
-    if model_cfg["name"]:
-        spec = zoo.get_spec(model_cfg["name"])
-        arch, kwargs = spec.arch, {**spec.kwargs, **model_cfg["kwargs"]}
-    else:
-        arch, kwargs = model_cfg["arch"], dict(model_cfg["kwargs"])
-        if arch not in zoo.ARCHITECTURES:
-            raise InputError(f"unknown architecture {arch!r}; known: {', '.join(zoo.ARCHITECTURES)}")
-    family = zoo.ARCHITECTURES[arch]
-    try:
-        config = family.config_class.from_kwargs(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"model: {err}") from err
-    return family.model_class(config), arch, kwargs
-
-
-def _fetch(ref: str) -> Path:
-    if ref.startswith(("https://", "http://")):
-        from rvrt.hub import cache_dir, download, sha256_file
-
-        path = download(ref, cache_dir() / "weights" / ref.rsplit("/", 1)[-1])
-        m = re.search(r"-([0-9a-f]{8,})\.[a-z]+$", path.name)  # BasicSR names carry a sha256 prefix
-        if m and not sha256_file(path).startswith(m.group(1)):
-            raise WeightsError(f"{path} does not match the sha256 prefix {m.group(1)} in its name")
-        return path
-    return Path(ref)
-
-
-def _init_weights(module: nn.Module, model_cfg: dict[str, Any]) -> None:
-    if model_cfg["spynet"] and hasattr(module, "spynet"):
-        path = _fetch(model_cfg["spynet"])
-        sd = load_state_dict_file(path)
-        missing, unexpected = module.spynet.load_state_dict(sd, strict=False)
-        if unexpected or [k for k in missing if k not in ("mean", "std")]:
-            raise WeightsError(f"{path} is not a SpyNet state dict (missing {missing[:4]}, unexpected {unexpected[:4]})")
-        log.info("SpyNet initialised from %s", path)
-    init = model_cfg["init"]
-    if not init:
-        return
-    if init == "official" or init.startswith("official:"):
-        from rvrt.api import fetch_weights
-
-        path = fetch_weights(init.partition(":")[2] or model_cfg["name"])
-    else:
-        path = Path(init)
-    sd = load_state_dict_file(path)
-    if model_cfg["init_strict"]:
-        load_into(module, sd, source=f"init weights {path}")
-    else:
-        own = module.state_dict()
-        fit = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
-        module.load_state_dict(fit, strict=False)
-        skipped = sorted(set(sd) - set(fit)) + sorted(set(own) - set(fit))
-        log.info("initialised %d tensors from %s; %d left as they were: %s", len(fit), path, len(skipped), skipped[:8])
-
-
-def lr_at(step: int, base: float, schedule: dict[str, Any]) -> float:
-    """Learning rate of the (0-based) ``step`` for a group whose peak rate is ``base``.
-
-    ``cosine_restarts``: cycle ``i`` lasts ``periods[i]`` steps and falls from
-    ``base * restart_weights[i]`` to ``eta_min`` along half a cosine (the last cycle's end is kept
-    afterwards). ``warmup`` steps ramp the rate up linearly first.
-    """
-    warm = min(1.0, (step + 1) / schedule["warmup"]) if schedule.get("warmup", 0) > 0 else 1.0
-    if schedule["type"] == "constant":
-        return base * warm
-    eta_min, start = schedule["eta_min"], 0
-    for period, weight in zip(schedule["periods"], schedule["restart_weights"]):
-        if step < start + period:
-            t = (step - start) / period
-            return warm * (eta_min + (base * weight - eta_min) * 0.5 * (1.0 + math.cos(math.pi * t)))
-        start += period
-    return warm * eta_min
-
-
 def psnr(out: torch.Tensor, gt: torch.Tensor) -> float:
-    """Mean over frames of the 8-bit RGB PSNR (dB) of ``(T, C, H, W)`` clips in [0, 1]."""
-    a = (out.float().clamp(0, 1) * 255).round()
-    b = (gt.float().clamp(0, 1) * 255).round()
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(255.0**2 / mse)).mean())
+    """Mean over frames of the 8-bit RGB PSNR (dB, :func:`rvrt.metrics.psnr`) of ``(T, C, H, W)``
+    clips in [0, 1]; identical frames count as 100 dB."""
+    from rvrt import metrics
 
-
-def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
-    if not params:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
+    values = [min(metrics.psnr(o.float(), g.float()), 100.0) for o, g in zip(out, gt)]
+    return sum(values) / len(values)
 
 
 def _rng_state(loader_gen: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -271,19 +184,10 @@ class Trainer:
         torch.manual_seed(seed)  # same initial weights on every process
         self.module, self.arch, self.kwargs = build_model(r["model"])
         if ckpt_path is None:
-            _init_weights(self.module, r["model"])
+            init_weights(self.module, r["model"])
         self.module.to(self.device).train()
 
-        o = r["optim"]
-        lr_mul = o["lr_mul"]
-        buckets: dict[str, list[nn.Parameter]] = {}
-        for name, p in self.module.named_parameters():
-            buckets.setdefault(_matches(name, sorted(lr_mul)) or "", []).append(p)
-        groups = [{"params": ps, "lr": o["lr"] * lr_mul.get(k, 1.0), "base_lr": o["lr"] * lr_mul.get(k, 1.0),
-                   "group": k or "default"} for k, ps in buckets.items()]
-        opt_cls = torch.optim.AdamW if o["type"] == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
-                                 weight_decay=o["weight_decay"])
+        self.optimizer = build_optimizer(self.module, r["optim"])
         self.loss_fn = build_loss(r["loss"])
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t["amp"])
         self.scaler = torch.amp.GradScaler(self.device.type) if t["amp"] == "fp16" else None
@@ -336,7 +240,7 @@ class Trainer:
             return
         count = 0
         for name, p in self.module.named_parameters():
-            if _matches(name, t["freeze"]):
+            if matches(name, t["freeze"]):
                 p.requires_grad_(not frozen)
                 count += 1
         if self._frozen is not None or frozen:
@@ -347,10 +251,12 @@ class Trainer:
             # a fresh wrapper registers exactly the parameters that train from now on
             self.model = self.module
             gc.collect()
-            self.model = nn.parallel.DistributedDataParallel(
-                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False, find_unused_parameters=t["find_unused_parameters"],
-            )
+            ddp = nn.parallel.DistributedDataParallel
+            # buffers (SpyNet's normalisation, position indices) never change: no per-step sync
+            quiet = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                     else {"broadcast_buffers": False})
+            self.model = ddp(self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                             find_unused_parameters=t["find_unused_parameters"], **quiet)
 
     # ------------------------------------------------------------------ data
     def _next_batch(self) -> dict[str, Any]:
@@ -395,12 +301,9 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.module.parameters() if p.grad is not None]
-        norm = _grad_norm(params)
-        clip = self.recipe["optim"]["grad_clip"]
-        if clip > 0:
-            coef = (clip / (norm + 1e-6)).clamp(max=1.0)
-            for p in params:
-                p.grad.mul_(coef.to(p.grad.device))
+        norm = grad_norm(params)
+        if self.recipe["optim"]["grad_clip"] > 0:
+            clip_grads(params, self.recipe["optim"]["grad_clip"], norm)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)  # skips the update itself when gradients overflowed
             self.scaler.update()
@@ -422,11 +325,18 @@ class Trainer:
         self.module.eval()
         acc = torch.zeros(2, dtype=torch.float64)
         try:
+            t = self.recipe["train"]
+            scale = getattr(self.module, "scale", 1)
+
+            def run(x: torch.Tensor) -> torch.Tensor:
+                with self._autocast():
+                    return self.module(x).float()
+
             for i in range(self.dist.rank, len(self.val_set), self.dist.world_size):
                 item = self.val_set[i]
-                with self._autocast():
-                    out = self.module(item["lq"][None].to(self.device))
-                acc += torch.tensor([psnr(out[0].cpu(), item["gt"]), 1.0], dtype=torch.float64)
+                out = restore_window(run, item["lq"].to(self.device), scale=scale, tile=tuple(t["val_tile"]),
+                                     overlap=tuple(t["val_tile_overlap"])).value
+                acc += torch.tensor([psnr(out.cpu(), item["gt"]), 1.0], dtype=torch.float64)
         finally:
             self.module.train()
         D.all_reduce(acc)
@@ -504,9 +414,8 @@ class Trainer:
     def _export(self, name: str) -> Path | None:
         if not self.main:
             return None
-        config = {k: v for k, v in self.kwargs.items() if not k.startswith(("use_checkpoint", "no_checkpoint"))}
-        return save_safetensors(self.module, self.out_dir / name, arch=self.arch, config=config,
-                                name=self.recipe["name"], metadata={"rvrt.train.step": str(self.step)})
+        return export_weights(self.module, self.out_dir / name, arch=self.arch, kwargs=self.kwargs,
+                              name=self.recipe["name"], step=self.step)
 
     # ------------------------------------------------------------------ loop
     def _info(self, *args: Any) -> None:
@@ -540,10 +449,12 @@ class Trainer:
         """Train until the recipe's iterations are done, ``until`` is reached or a signal arrives."""
         started_pg = not torch.distributed.is_initialized()
         previous = self._install_signals()
+        threads = torch.get_num_threads()
         try:
             self._setup()
             return self._loop()
         finally:
+            torch.set_num_threads(threads)  # train.threads is for this run only
             for s, h in previous.items():
                 signal.signal(s, h)
             if getattr(self, "tb", None) is not None:
@@ -557,8 +468,9 @@ class Trainer:
         t = self.recipe["train"]
         total = t["iterations"]
         end = min(total, self.until) if self.until else total
-        bar = tqdm(total=total, initial=self.step, unit="it", dynamic_ncols=True, disable=not (self.main and self.progress))
-        window, window_n, tic = torch.zeros(()), 0, time.perf_counter()
+        bar = tqdm(total=total, initial=self.step, unit="it", dynamic_ncols=True,
+                   disable=not (self.main and self.progress))
+        window, window_n, tic, cpu_tic = torch.zeros(()), 0, time.perf_counter(), time.process_time()
         status = "finished"
         try:
             while self.step < end:
@@ -574,10 +486,11 @@ class Trainer:
                     lr = next((g["lr"] for g in self.optimizer.param_groups if g["group"] == "default"),
                               self.optimizer.param_groups[0]["lr"])
                     rate = window_n / max(time.perf_counter() - tic, 1e-9)
+                    cpu = (time.process_time() - cpu_tic) / window_n
                     self._log({"step": self.step, "loss": float(mean), "lr": lr, "grad_norm": float(norm),
-                               "it_per_s": rate, "epoch": self.epoch})
+                               "it_per_s": rate, "cpu_s_per_it": cpu, "epoch": self.epoch})
                     bar.set_postfix(loss=f"{float(mean):.4g}", lr=f"{lr:.2e}")
-                    window, window_n, tic = torch.zeros(()), 0, time.perf_counter()
+                    window, window_n, tic, cpu_tic = torch.zeros(()), 0, time.perf_counter(), time.process_time()
                 if self.val_set is not None and t["val_every"] and self.step % t["val_every"] == 0:
                     value = self.validate()
                     self._log({"step": self.step, "val_psnr": value})
