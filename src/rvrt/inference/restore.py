@@ -166,6 +166,8 @@ def plan_tiles(spec: zoo.ModelSpec, tile: Any, overlap: Any, *, height: int, wid
 
 def _to_float(data: np.ndarray) -> torch.Tensor:
     scale = 65535.0 if data.dtype == np.uint16 else 255.0
+    if not data.flags.writeable:  # decoded frames may be read-only views
+        data = data.copy()
     return torch.from_numpy(np.ascontiguousarray(data)).permute(2, 0, 1).float().div_(scale)
 
 
