@@ -56,9 +56,10 @@ def _check_shapes(q, kv, offset, kernel_size, attention_heads, deformable_groups
             f"deformable_groups={deformable_groups} must be even and split the C={c} key channels "
             "(and the C value channels) evenly"
         )
-    if not (q.dtype == kv.dtype == offset.dtype) or not q.is_floating_point():
+    if q.dtype != kv.dtype or not q.is_floating_point() or offset.dtype not in (q.dtype, torch.float32, torch.float64):
         raise ValueError(
-            f"q, kv and offset must share one floating dtype; got {q.dtype}, {kv.dtype}, {offset.dtype}"
+            f"q and kv must share one floating dtype and offset must have it too or be float32; "
+            f"got {q.dtype}, {kv.dtype}, {offset.dtype}"
         )
     if not (q.device == kv.device == offset.device):
         raise ValueError(f"q, kv and offset must be on one device; got {q.device}, {kv.device}, {offset.device}")
@@ -81,7 +82,8 @@ def guided_deformable_attention(
         q: ``(B, C, H, W)`` queries, one frame per batch element ``b = n * clip_size + t``.
         kv: ``(N, clip_size, 2C, H, W)``: keys (first ``C`` channels) and values of each clip.
         offset: ``(B, clip_size * deformable_groups * kh * kw * 2, H, W)`` sampling offsets in
-            pixels, ``(dy, dx)`` pairs laid out ``(clip_size, groups, kh * kw, 2)``.
+            pixels, ``(dy, dx)`` pairs laid out ``(clip_size, groups, kh * kw, 2)``; float32 (or
+            the dtype of ``q``): half precision cannot address pixels of a large frame exactly.
         kernel_size: ``(kh, kw)``, odd; the window is centred (padding ``k // 2``).
         attention_heads: heads over the ``C`` channels; scale ``(C / heads) ** -0.5``.
         deformable_groups: groups over the ``2C`` key|value channels (keys use the first half).

@@ -98,8 +98,12 @@ def gda_reference(
     frames = kv.reshape(n * clip_size, 2 * c, h, w)
     off = offset.reshape(bsz, clip_size, 2, half, taps, 2, hw)  # slot, keys|values, group, tap, (dy, dx)
     b = torch.arange(bsz, device=q.device)
-    ys = torch.arange(h, device=q.device, dtype=q.dtype).repeat_interleave(w).view(1, 1, hw)
-    xs = torch.arange(w, device=q.device, dtype=q.dtype).repeat(h).view(1, 1, hw)
+    # positions, bilinear weights, logits and sums in float32 at least: with half-precision features
+    # the samples are blended and accumulated in float32 and only the result is rounded back
+    pos = torch.promote_types(offset.dtype, torch.float32)
+    off = off.to(pos)
+    ys = torch.arange(h, device=q.device, dtype=pos).repeat_interleave(w).view(1, 1, hw)
+    xs = torch.arange(w, device=q.device, dtype=pos).repeat(h).view(1, 1, hw)
     # channels-last: one row of channels per pixel, so that a sample is a contiguous row gather
     qs = (q * head_dim**-0.5).permute(0, 2, 3, 1).reshape(bsz, hw, heads, head_dim)
 
@@ -127,4 +131,4 @@ def gda_reference(
         for k in range(taps):
             term = sample(slot_tables[m][1], m, 1, k) * attn[..., m * taps + k, None]
             out = term if out is None else out + term
-    return out.reshape(bsz, h, w, c).permute(0, 3, 1, 2)
+    return out.reshape(bsz, h, w, c).permute(0, 3, 1, 2).to(q.dtype)
