@@ -177,16 +177,26 @@ def restore_frames(
         start = nxt
 
 
-def model_runner(model: torch.nn.Module, *, device: torch.device, dtype: torch.dtype,
-                 extra_channel: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def model_runner(
+    model: torch.nn.Module,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    extra_channel: float | None = None,
+    compile: bool | str = False,
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Wrap a model for :func:`restore_frames`: moves a window to ``device``, runs it under
     ``torch.inference_mode`` (with autocast for half precision) and returns float32.
 
     Args:
         extra_channel: append a constant channel with this value (the sigma map of non-blind
             denoising models, ``sigma / 255``).
+        compile: run the model through ``torch.compile`` (``True``, or the name of a backend).
+            Tiles of one size share one compiled graph; border tiles of other sizes compile once more.
     """
     autocast = dtype in (torch.float16, torch.bfloat16)
+    if compile:
+        model = torch.compile(model, backend=compile if isinstance(compile, str) else "inductor", dynamic=False)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         x = x.to(device, torch.float32)
