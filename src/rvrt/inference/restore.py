@@ -248,7 +248,8 @@ def restore_iter(
     net.to(dev)
     t, ov = plan_tiles(spec, tile, tile_overlap, height=h, width=w, device=dev, dtype=dt)
     run = model_runner(net, device=dev, dtype=dt, extra_channel=extra, compile=compile)
-    for i, frame in restore_frames(run, frames, scale=spec.scale, tile=t, overlap=ov, device=dev):
+    for i, frame in restore_frames(run, frames, scale=spec.scale, tile=t, overlap=ov, device=dev,
+                                   backoff=tile == "auto"):
         yield i, frame.clamp_(0, 1).cpu()
 
 
@@ -347,7 +348,7 @@ def restore(
                 frames = _noisy(frames, sigma, seed, first)
             for _, frame in restore_frames(run, frames, scale=s, tile=t, overlap=ov, device=dev,
                                            total=total if info.kind == "frames" else None, first_frame=first,
-                                           skip_until=done):
+                                           skip_until=done, backoff=tile == "auto"):
                 writer.write(_to_uint(frame, bit_depth))
                 count += 1
                 if bar is not None:
