@@ -31,7 +31,7 @@ class Case:
         )
 
 
-def make_inputs(case: Case, *, dtype=torch.float64, offsets: str = "random", seed: int = 0):
+def make_inputs(case: Case, *, dtype=torch.float64, offsets: str = "random", seed: int = 0, device="cpu"):
     """``(q, kv, offset)`` for ``case``.
 
     ``offsets``: ``"random"`` (normal, std 2 px: many samples leave the image by a few pixels) or
@@ -50,7 +50,7 @@ def make_inputs(case: Case, *, dtype=torch.float64, offsets: str = "random", see
         off = torch.randint(-8, 9, shape, generator=g).to(torch.float64) / 2
     else:
         raise ValueError(offsets)
-    return q.to(dtype), kv.to(dtype), off.to(dtype)
+    return tuple(x.to(device=device, dtype=dtype) for x in (q, kv, off))
 
 
 def _bilinear(img, y: float, x: float) -> float:
