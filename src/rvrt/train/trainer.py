@@ -103,6 +103,12 @@ def _set_rng_state(state: dict[str, Any], loader_gen: torch.Generator, device: t
     loader_gen.set_state(state["loader"])
 
 
+def _ignore_sigint(_: int) -> None:
+    # Ctrl-C reaches the whole process group; the workers must keep serving the batches of the
+    # iteration the main process finishes before it saves and shuts them down
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def find_checkpoints(out_dir: Path) -> list[Path]:
     """Checkpoints ``step_*.pt`` of a run, oldest first."""
     folder = Path(out_dir) / "checkpoints"
@@ -209,6 +215,7 @@ class Trainer:
             pin_memory=d["pin_memory"] and self.device.type == "cuda", drop_last=True,
             persistent_workers=d["persistent_workers"] and workers > 0,
             prefetch_factor=d["prefetch_factor"] if workers > 0 else None, generator=self.loader_gen,
+            worker_init_fn=_ignore_sigint,
         )
 
         random.seed(seed + self.dist.rank)
@@ -475,7 +482,15 @@ class Trainer:
         try:
             while self.step < end:
                 self._apply_freeze()
-                loss, norm = self._train_step()
+                try:
+                    loss, norm = self._train_step()
+                except RuntimeError as err:
+                    if "find_unused_parameters" not in str(err):
+                        raise
+                    raise InputError(
+                        "some parameters got no gradient, which DDP does not allow by default (an RVRT trained on "
+                        "2-frame clips never uses its alignment modules); set train.find_unused_parameters=true "
+                        "or train on longer clips") from err
                 window, window_n = window + loss.float().cpu(), window_n + 1
                 bar.update(1)
                 stop = torch.tensor([1.0 if self._stop_signal is not None else 0.0])
