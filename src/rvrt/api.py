@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from rvrt import zoo
-from rvrt.checkpoint import METADATA_ARCH, METADATA_CONFIG, METADATA_NAME, load_into, load_state_dict_file, read_metadata
+from rvrt.checkpoint import (
+    METADATA_ARCH,
+    METADATA_CONFIG,
+    METADATA_NAME,
+    load_into,
+    load_state_dict_file,
+    read_metadata,
+)
 from rvrt.errors import InputError, WeightsError
 from rvrt.hub import cache_dir, download
 

@@ -81,12 +81,12 @@ def load_state_dict_file(path: str | os.PathLike, *, arch: str | None = None) ->
         if mindspore.looks_like_ckpt(path):
             return mindspore.mindspore_to_torch(mindspore.read_ckpt(path), arch)
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorsError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return _unwrap(load_file(str(path), device="cpu"), path)
-        except (SafetensorsError, OSError, ValueError) as err:
+        except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"cannot read {path} as safetensors: {err}") from err
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -101,12 +101,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return {}
-    from safetensors import SafetensorsError, safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
-    except (SafetensorsError, OSError) as err:
+    except (SafetensorError, OSError) as err:
         raise WeightsError(f"cannot read {path} as safetensors: {err}") from err
 
 

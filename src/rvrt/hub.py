@@ -88,7 +88,10 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
                 raise DownloadError(f"download of {url} stopped after {out.tell()} of {total} bytes. {hint}")
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         part.unlink(missing_ok=True)
-        reason = getattr(err, "reason", err)
+        if isinstance(err, urllib.error.HTTPError):
+            reason = f"HTTP {err.code} {err.reason}"
+        else:
+            reason = getattr(err, "reason", err)
         raise DownloadError(f"cannot download {url}: {reason}. {hint}") from err
     except BaseException:
         part.unlink(missing_ok=True)

@@ -51,7 +51,9 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "rvrt": Architecture("rvrt", "rvrt.models.rvrt:RVRT", "rvrt.models.rvrt:RVRTConfig"),
-    "rvrt_light": Architecture("rvrt_light", "rvrt.models.rvrt_light:RVRTLight", "rvrt.models.rvrt_light:RVRTLightConfig"),
+    "rvrt_light": Architecture(
+        "rvrt_light", "rvrt.models.rvrt_light:RVRTLight", "rvrt.models.rvrt_light:RVRTLightConfig"
+    ),
 }
 
 
@@ -190,7 +192,8 @@ _rvrt("rvrt.sr_bi_vimeo", "002_RVRT_videosr_bi_Vimeo_14frames", _RVRT_SR, "sr", 
       (Metric("Vimeo-90K-T", "Y", 38.15, 0.9527), Metric("Vid4", "Y", 27.99, 0.8462)), (0, 0, 0), (2, 20, 20), 14)
 _rvrt("rvrt.sr_bd_vimeo", "003_RVRT_videosr_bd_Vimeo_14frames", _RVRT_SR, "sr", 4,
       "x4 video super-resolution, blur-downsampling (BD) degradation, trained on Vimeo-90K",
-      (Metric("UDM10", "Y", 40.90, 0.9729), Metric("Vimeo-90K-T", "Y", 38.59, 0.9576), Metric("Vid4", "Y", 29.54, 0.8810)),
+      (Metric("UDM10", "Y", 40.90, 0.9729), Metric("Vimeo-90K-T", "Y", 38.59, 0.9576),
+       Metric("Vid4", "Y", 29.54, 0.8810)),
       (0, 0, 0), (2, 20, 20), 14)
 _rvrt("rvrt.deblur_dvd", "004_RVRT_videodeblurring_DVD_16frames", _RVRT_DEBLUR, "deblur", 1,
       "video deblurring, trained on DVD", (Metric("DVD", "RGB", 34.30, 0.9655),), (0, 256, 256), (2, 20, 20), 16)

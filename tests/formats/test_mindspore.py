@@ -12,6 +12,8 @@ import pytest
 import torch
 
 import rvrt
+from conformance_weights import state_dict_for
+from conftest import tiny_rvrt
 from rvrt.checkpoint import load_state_dict_file
 from rvrt.cli import main as cli_main
 from rvrt.errors import WeightsError
@@ -22,14 +24,6 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "rvrt_light"
 LIGHT_CKPT = DATA / "tiny_light.ckpt"
 EXCERPT_CKPT = DATA / "tiny_rvrt_excerpt.ckpt"
 LIGHT_CONFIG = DATA / "tiny_light_config.json"
-
-# the tiny_sr config of the RVRT conformance data (= the MindSpore variant case)
-TINY_SR = dict(
-    upscale=4, clip_size=2, img_size=[2, 64, 64], window_size=[2, 8, 8], num_blocks=[1, 2, 1], depths=[2, 2, 2],
-    embed_dims=[24, 24, 24], num_heads=[2, 2, 2], inputconv_groups=[1, 1, 1, 1, 1, 1], deformable_groups=4,
-    attention_heads=4, attention_window=[3, 3], cpu_cache_length=100,
-)
-
 
 # --------------------------------------------------------------------------- a minimal .ckpt writer
 def _varint(v: int) -> bytes:
@@ -96,35 +90,9 @@ def light_rule(name: str, shape: tuple[int, ...], index: int, seed: int = 1) -> 
     return v.reshape(shape).astype(np.float32)
 
 
-def rvrt_rule(name: str, shape: tuple[int, ...], index: int, seed: int = 1) -> torch.Tensor:
-    """RVRT conformance weights: a torch generator per state-dict entry (see the README of the data)."""
-    g = torch.Generator().manual_seed(seed * 1000003 + index)
-    numel = math.prod(shape)
-    if name.endswith("relative_position_bias_table"):
-        u = torch.rand(2 * numel, dtype=torch.float64, generator=g)
-        normal = torch.sqrt(-2 * torch.log1p(-u[:numel])) * torch.cos(2 * math.pi * u[numel:])
-        return (0.02 * normal).reshape(shape).float()
-    u = torch.rand(numel, dtype=torch.float64, generator=g)
-    if name.endswith(".bias"):
-        v = (2 * u - 1) * 0.02
-    elif len(shape) == 1:
-        v = 1 + (2 * u - 1) * 0.1
-    else:
-        if name.endswith("conv_offset.10.weight"):
-            gain = 0.3
-        elif name.startswith("spynet."):
-            gain = 1.0 if name.endswith("basic_module.8.weight") else math.sqrt(6)
-        else:
-            gain = math.sqrt(3)
-        v = (2 * u - 1) * gain / math.sqrt(math.prod(shape[1:]))
-    return v.reshape(shape).float()
-
-
-def tiny_sr_weights(model: rvrt.RVRT) -> dict[str, torch.Tensor]:
-    """The tiny_sr weights of the RVRT conformance data: parameters from the rule, buffers from the model."""
-    params = {n for n, _ in model.named_parameters()}
-    return {k: rvrt_rule(k, tuple(v.shape), i) if k in params else v.clone()
-            for i, (k, v) in enumerate(model.state_dict().items())}
+def tiny_sr_weights(meta: dict, model: rvrt.RVRT) -> dict[str, torch.Tensor]:
+    """The tiny_sr weights of the RVRT conformance data (parameters from its rule, our buffers)."""
+    return state_dict_for(model, meta["listings"]["tiny_sr"], meta["seed"])
 
 
 # --------------------------------------------------------------------------- real files
@@ -157,12 +125,12 @@ def test_reads_real_rvrt_excerpt():
     assert tensors[attn + "relative_position_bias_table"].shape == (225, 2)
 
 
-def test_maps_rvrt_excerpt_to_official_names():
+def test_maps_rvrt_excerpt_to_official_names(rvrt_meta):
     sd = mindspore_to_torch(read_ckpt(EXCERPT_CKPT))
     assert len(sd) == 38  # 40 minus the two relative_position_bias copies
     assert not any(k.endswith((".gamma", ".beta", ".relative_position_bias")) for k in sd)
-    model = rvrt.RVRT(**TINY_SR)
-    expect = tiny_sr_weights(model)
+    model = rvrt.RVRT(**rvrt_meta["configs"]["tiny_sr"])
+    expect = tiny_sr_weights(rvrt_meta, model)
     for k, v in sd.items():
         assert v.dtype == expect[k].dtype and torch.equal(v, expect[k]), k
     attn = "feat_extract.main.5.0.residual_group.blocks.1.attn."
@@ -405,26 +373,20 @@ def variant_case() -> dict[str, np.ndarray]:
     return {k: z[k] for k in z.files}
 
 
-def _run_tiny_sr(case, **options) -> torch.Tensor:
-    model = rvrt.RVRT(**TINY_SR, **options).eval()
-    weights = tiny_sr_weights(model)
-    params = {n for n, _ in model.named_parameters()}
-    total = sum(weights[k].double().sum().item() for k in sorted(params))
-    absolute = sum(weights[k].double().abs().sum().item() for k in sorted(params))
-    np.testing.assert_allclose([total, absolute], case["weights_fingerprint"], rtol=1e-12)  # the case's weights
-    model.load_state_dict(weights, strict=True)
+def _run_tiny_sr(meta, case, **options) -> torch.Tensor:
+    model = tiny_rvrt(meta, "tiny_sr", **options)  # weights regenerated and fingerprint-checked by the RVRT tests
     with torch.no_grad():
         return model(torch.from_numpy(case["input"]))[..., ::4, ::4]
 
 
-def test_official_numerics_differ_from_the_mindspore_variant(variant_case):
+def test_official_numerics_differ_from_the_mindspore_variant(rvrt_meta, variant_case):
     # documented in the conformance data: tanh GELU and LayerNorm eps 1e-7 move the output by ~2.7e-3
-    err = (_run_tiny_sr(variant_case) - torch.from_numpy(variant_case["output"])).abs().max().item()
+    err = (_run_tiny_sr(rvrt_meta, variant_case) - torch.from_numpy(variant_case["output"])).abs().max().item()
     assert 1e-3 < err < 1e-2
 
 
-def test_mindspore_compat_reproduces_the_variant(variant_case):
+def test_mindspore_compat_reproduces_the_variant(rvrt_meta, variant_case):
     ref = torch.from_numpy(variant_case["output"]).double()
-    err = _run_tiny_sr(variant_case, mindspore_compat=True).double() - ref
+    err = _run_tiny_sr(rvrt_meta, variant_case, mindspore_compat=True).double() - ref
     assert err.abs().max().item() <= 5e-5
     assert (err.norm() / ref.norm()).item() <= 5e-6

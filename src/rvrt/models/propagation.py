@@ -15,6 +15,7 @@ input) is shared too, see :class:`ClipRecurrentNet`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,15 @@ from torch import nn
 from rvrt.errors import InputError
 from rvrt.models.layers import conv3d_per_frame
 
-__all__ = ["BRANCHES", "AlignFn", "ClipRecurrentNet", "check_video", "clip_order", "propagate_branch"]
+__all__ = [
+    "BRANCHES",
+    "AlignFn",
+    "ClipRecurrentNet",
+    "FeatureStore",
+    "check_video",
+    "clip_order",
+    "propagate_branch",
+]
 
 BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
 
@@ -37,6 +46,21 @@ def _same(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+class FeatureStore:
+    """Where per-clip features wait between branches: on the compute device, or in host memory."""
+
+    def __init__(self, device: torch.device, offload: bool) -> None:
+        self.device = device
+        self.offload = offload
+
+    def put(self, f: torch.Tensor) -> torch.Tensor:
+        # asynchronous copies are safe: reading back is ordered after them on the same stream
+        return f.to("cpu", non_blocking=True) if self.offload else f
+
+    def get(self, f: torch.Tensor) -> torch.Tensor:
+        return f.to(self.device, non_blocking=True) if self.offload else f
+
+
 def clip_order(n_clips: int, backward: bool) -> list[int]:
     """Clip indices in the order a branch visits them."""
     order = list(range(n_clips))
@@ -48,9 +72,7 @@ def propagate_branch(
     name: str,
     backbone: nn.Module,
     align: AlignFn,
-    *,
-    store: Callable[[torch.Tensor], torch.Tensor] = _same,
-    fetch: Callable[[torch.Tensor], torch.Tensor] = _same,
+    store: FeatureStore,
 ) -> list[torch.Tensor]:
     """Run one propagation branch over all clips.
 
@@ -60,7 +82,7 @@ def propagate_branch(
         name: ``"backward_*"`` or ``"forward_*"``.
         backbone: maps the concatenated ``(N, clip, k * C, H, W)`` inputs to ``(N, clip, C, H, W)``.
         align: the alignment step (see :data:`AlignFn`).
-        store, fetch: move a clip feature to and from where it is kept (host offloading).
+        store: where clip features are kept (host offloading).
 
     Returns:
         the branch's features per clip, in time order.
@@ -72,15 +94,15 @@ def propagate_branch(
     timed = (lambda f: f.flip(1)) if backward else _same  # noqa: E731
 
     out: list[torch.Tensor] = []
-    feat_prop = torch.zeros_like(fetch(feats["shallow"][0]))
+    feat_prop = torch.zeros_like(store.get(feats["shallow"][0]))
     for i, idx in enumerate(order):
         if i > 0:
-            q = timed(fetch(feats[prev][idx]))
-            k = timed(fetch(feats[prev][order[i - 1]]))
+            q = timed(store.get(feats[prev][idx]))
+            k = timed(store.get(feats[prev][order[i - 1]]))
             feat_prop = align(i, q, k, feat_prop)
-        inputs = [timed(fetch(feats[key][idx])) for key in feats if key != name] + [feat_prop]
+        inputs = [timed(store.get(feats[key][idx])) for key in feats if key != name] + [feat_prop]
         feat_prop = feat_prop + backbone(torch.cat(inputs, dim=2))
-        out.append(store(feat_prop))
+        out.append(store.put(feat_prop))
     if backward:
         out = [f.flip(1) for f in out[::-1]]
     return out
@@ -101,9 +123,9 @@ def check_video(x: torch.Tensor, in_channels: int, what: str = "RGB") -> None:
 class ClipRecurrentNet(nn.Module):
     """Base of the clip-recurrent networks: the shared reconstruction head.
 
-    Subclasses define ``reconstruction`` (RSTBWithInputConv over the five concatenated feature
-    sets), ``conv_before_upsampler`` (``Sequential(Conv3d, LeakyReLU)``), ``upsampler`` and
-    ``conv_last``.
+    Subclasses define ``config.upscale``, ``reconstruction`` (RSTBWithInputConv over the five
+    concatenated feature sets), ``conv_before_upsampler`` (``Sequential(Conv3d, LeakyReLU)``),
+    ``upsampler`` and ``conv_last``.
     """
 
     reconstruction: nn.Module
@@ -111,26 +133,37 @@ class ClipRecurrentNet(nn.Module):
     upsampler: nn.Module
     conv_last: nn.Conv3d
 
-    def _reconstruct(self, lq: torch.Tensor, feats: dict[str, list[torch.Tensor]], store, fetch,
-                     offload: bool) -> torch.Tensor:
-        """``lq`` ``(N, T, 3, H, W)`` plus features per clip -> restored ``(N, T, 3, sH, sW)``.
+    def reconstruct(self, x: torch.Tensor, feats: dict[str, Any], *, offload: bool = False) -> torch.Tensor:
+        """Output frames from the per-clip features: ``(N, T, 3, s*H, s*W)`` on ``x.device``.
 
-        With ``offload`` the head runs clip by clip (features are fetched one clip at a time).
+        Args:
+            x: the ``(N, T, C, H, W)`` input the features were computed from.
+            feats: ``"shallow"`` and the four branches, lists of ``(N, clip, C, h, w)`` in time order.
+            offload: the features are in host memory; frames are independent here (the
+                reconstruction attends within single frames), so it runs one clip at a time to
+                bound device memory.
         """
         names = ("shallow",) + BRANCHES
+        store = FeatureStore(x.device, offload)
         n_clips = len(feats["shallow"])
-        chunks = [range(n_clips)] if not offload else [[i] for i in range(n_clips)]
-        outs = []
+        groups = [list(range(n_clips))] if not offload else [[i] for i in range(n_clips)]
+        n, t, _, h, w = x.shape
+        s = self.config.upscale
+        out = None
         start = 0
-        for group in chunks:
-            parts = [torch.cat([fetch(feats[k][i]) for i in group], 1) for k in names]
+        for group in groups:
+            parts = [torch.cat([store.get(feats[k][i]) for i in group], 1) for k in names]
             hr = self.reconstruction(torch.cat(parts, 2))
-            hr = conv3d_per_frame(self.conv_before_upsampler[0], hr)
-            hr = conv3d_per_frame(self.conv_last, self.upsampler(F.leaky_relu(hr, 0.1)))
+            hr = F.leaky_relu(conv3d_per_frame(self.conv_before_upsampler[0], hr), 0.1)
+            hr = conv3d_per_frame(self.conv_last, self.upsampler(hr))
             tt = hr.shape[1]
-            base = lq[:, start : start + tt]
+            # the published residual: a trilinear resize of the first three input channels
+            hr = hr + F.interpolate(x[:, start : start + tt, :3], size=hr.shape[-3:], mode="trilinear",
+                                    align_corners=False)
+            if len(groups) == 1:
+                return hr
+            if out is None:
+                out = hr.new_empty(n, t, 3, s * h, s * w)
+            out[:, start : start + tt] = hr
             start += tt
-            # on (N, T, C, H, W) a trilinear resize to (C, sH, sW) is a per-frame bilinear resize
-            hr = hr + F.interpolate(base, size=hr.shape[-3:], mode="trilinear", align_corners=False)
-            outs.append(store(hr))
-        return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+        return out

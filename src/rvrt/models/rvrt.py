@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, conv3d_per_frame, mirror_pad_end
-from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, check_video, propagate_branch
+from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, FeatureStore, check_video, propagate_branch
 from rvrt.models.spynet import MIN_FLOW_SIZE, SpyNet
 from rvrt.models.swin import RSTBWithInputConv
 from rvrt.models.warp import flow_warp
@@ -78,13 +78,17 @@ class RVRTConfig:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _tuple(getattr(self, f.name)))
         if self.upscale not in (1, 4):
-            raise ValueError(f"RVRT supports upscale 4 (super-resolution) or 1 (deblurring/denoising); got {self.upscale}")
+            raise ValueError(
+                f"RVRT supports upscale 4 (super-resolution) or 1 (deblurring/denoising); got {self.upscale}"
+            )
         if self.clip_size != 2:
             raise ValueError(f"RVRT's propagation is defined for clip_size=2; got {self.clip_size}")
         if len(self.embed_dims) != 3 or len(self.num_heads) != 3 or len(self.depths) != 3 or len(self.num_blocks) != 3:
             raise ValueError("embed_dims, num_heads, depths and num_blocks need 3 entries each")
         if len(set(self.embed_dims)) != 1:
-            raise ValueError(f"RVRT concatenates features of all stages, so embed_dims must be equal; got {self.embed_dims}")
+            raise ValueError(
+                f"RVRT concatenates features of all stages, so embed_dims must be equal; got {self.embed_dims}"
+            )
         if len(self.inputconv_groups) != 6:
             raise ValueError(f"inputconv_groups needs 6 entries; got {self.inputconv_groups}")
         if self.nonblind_denoising and self.upscale != 1:
@@ -146,7 +150,8 @@ class GuidedDeformableAttention(nn.Module):
         self.proj_q = IndexedModules({"1": nn.Linear(channels, proj)})
         self.proj_k = IndexedModules({"1": nn.Linear(channels, proj)})
         self.proj_v = IndexedModules({"1": nn.Linear(channels, proj)})
-        self.mlp = IndexedModules({"1": Mlp(channels, channels * 2, channels, gelu_approximate=gelu_approximate)})
+        mlp = Mlp(channels, channels * 2, channels, gelu_approximate=gelu_approximate)
+        self.mlp = IndexedModules({"1": mlp})
         offset_in = channels * (1 + clip_size) + clip_size * 2
         offset_out = clip_size * deformable_groups * self.taps * 2
         layers: list[nn.Module] = [nn.Conv3d(offset_in, 64, (1, 1, 1)), nn.LeakyReLU(0.1)]
@@ -164,7 +169,7 @@ class GuidedDeformableAttention(nn.Module):
         return channels_linear(module[1], x)
 
     def _offsets(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.conv_offset):
+        for layer in self.conv_offset:
             x = conv3d_per_frame(layer, x) if isinstance(layer, nn.Conv3d) else layer(x)
         return x
 
@@ -239,7 +244,7 @@ class RVRT(ClipRecurrentNet):
         dim = cfg.embed_dims[0]
         swin = dict(mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale)
         gelu = "none"
-        if cfg.mindspore_compat:
+        if cfg.mindspore_compat:  # MindSpore's nn.GELU() and nn.LayerNorm defaults
             gelu = "tanh"
             swin.update(norm_eps=1e-7, gelu_approximate=gelu)
         frame_window = (1, cfg.window_size[1], cfg.window_size[2])
@@ -266,7 +271,8 @@ class RVRT(ClipRecurrentNet):
             self.deform_align[name] = GuidedDeformableAttention(
                 cfg.embed_dims[1], attention_window=cfg.attention_window, attention_heads=cfg.attention_heads,
                 deformable_groups=cfg.deformable_groups, clip_size=cfg.clip_size,
-                max_residue_magnitude=cfg.max_residue_magnitude, gda_backend=gda_backend, gelu_approximate=gelu,
+                max_residue_magnitude=cfg.max_residue_magnitude, gda_backend=gda_backend,
+                gelu_approximate=gelu,
             )
             self.backbone[name] = RSTBWithInputConv(
                 (2 + i) * dim, cfg.embed_dims[1], groups=cfg.inputconv_groups[i + 1], num_blocks=cfg.num_blocks[1],
@@ -331,7 +337,8 @@ class RVRT(ClipRecurrentNet):
         x = mirror_pad_end(mirror_pad_end(mirror_pad_end(x, 1, tp - t), 3, hp - h), 4, wp - w)
         if offload is None:
             offload = tp > cfg.cpu_cache_length and x.is_cuda
-        out = self._run(x, offload=offload and x.device.type != "cpu")
+        feats = self.extract_features(x, offload=offload)
+        out = self.reconstruct(x, feats, offload=offload)
         s = cfg.upscale
         return out[:, :t, :, : h * s, : w * s]
 
@@ -347,7 +354,18 @@ class RVRT(ClipRecurrentNet):
         forward = backward.flip(1) if mirror else self.spynet(b, a).view(n, t - 1, 2, h, w)
         return backward, forward
 
-    def _run(self, x: torch.Tensor, offload: bool) -> torch.Tensor:
+    def extract_features(self, x: torch.Tensor, *, offload: bool = False) -> dict[str, Any]:
+        """Shallow features, flows and the four propagation branches of an input the network accepts.
+
+        Args:
+            x: ``(N, T, C, H, W)`` of a size :meth:`padded_size` leaves unchanged.
+            offload: keep per-clip features in host memory (moved back to ``x.device`` when used).
+
+        Returns:
+            ``{"shallow", "backward_1", "forward_1", "backward_2", "forward_2"}``: lists of per-clip
+            features ``(N, clip, C, h, w)`` in time order; ``"flows_backward"``, ``"flows_forward"``;
+            ``"mirror"``: whether the input was detected as mirror-extended (frame i == frame T-1-i).
+        """
         cfg = self.config
         n, t, _, h, w = x.shape
         half = t // 2
@@ -357,30 +375,28 @@ class RVRT(ClipRecurrentNet):
         else:
             lq_flow = F.interpolate(x[:, :, :3].reshape(-1, 3, h, w), scale_factor=0.25, mode="bicubic")
             lq_flow = lq_flow.view(n, t, 3, h // 4, w // 4)
-
-        store = (lambda f: f.to("cpu", non_blocking=True)) if offload else (lambda f: f)  # noqa: E731
-        fetch = (lambda f: f.to(x.device, non_blocking=True)) if offload else (lambda f: f)  # noqa: E731
-
+        store = FeatureStore(x.device, offload)
         n_clips = t // cfg.clip_size
         if offload:
-            shallow = [store(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
+            shallow = [store.put(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
         else:
             shallow = list(torch.chunk(self.feat_extract(x), n_clips, dim=1))
         flows_backward, flows_forward = self.compute_flows(lq_flow, mirror)
 
-        feats: dict[str, list[torch.Tensor]] = {"shallow": shallow}
+        feats: dict[str, Any] = {"shallow": shallow}
         updated: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for name in BRANCHES:
             flows = flows_backward if name.startswith("backward") else flows_forward
-            feats[name] = self._propagate(feats, flows, name, updated, store, fetch)
-        return self._reconstruct(x[:, :, :3], feats, store, fetch, offload)
+            feats[name] = self._propagate(feats, flows, name, updated, store)
+        feats.update(flows_backward=flows_backward, flows_forward=flows_forward, mirror=mirror)
+        return feats
 
-    def _propagate(self, feats, flows, name, updated, store, fetch) -> list[torch.Tensor]:
+    def _propagate(self, feats, flows, name, updated, store: FeatureStore) -> list[torch.Tensor]:
         """One propagation branch over all clips; returns its features per clip in time order.
 
-        The alignment of each step is guided by the flows between the frames of the current and
-        the previous clip; first-pass branches derive them from ``flows`` and record the updated
-        flows the guided attention returns, second-pass branches reuse those.
+        Each alignment step is guided by the flows between the frames of the current and the
+        previous clip: first-pass branches chain them from ``flows`` and record the updated flows
+        the guided attention returns, second-pass branches start from those.
         """
         backward = name.startswith("backward")
         first_pass = name.endswith("_1")
@@ -405,12 +421,12 @@ class RVRT(ClipRecurrentNet):
                 flow_n2 = torch.stack([f12, f03], 1)
             else:
                 flow_n1, flow_n2 = updated[name.replace("_2", "_1")][i - 1]
-            nn_, tt, cc, hh, ww = feat_prop.shape
-            warped1 = flow_warp(feat_prop.flatten(0, 1), flow_n1.flatten(0, 1)).view(nn_, tt, cc, hh, ww)
-            warped2 = flow_warp(feat_prop.flip(1).flatten(0, 1), flow_n2.flatten(0, 1)).view(nn_, tt, cc, hh, ww)
+            n, t, c, h, w = feat_prop.shape
+            warped1 = flow_warp(feat_prop.flatten(0, 1), flow_n1.flatten(0, 1)).view(n, t, c, h, w)
+            warped2 = flow_warp(feat_prop.flip(1).flatten(0, 1), flow_n2.flatten(0, 1)).view(n, t, c, h, w)
             feat_prop, new1, new2 = deform_align(q, k, feat_prop, [warped1, warped2], [flow_n1, flow_n2])
             if first_pass:
                 updated[name].append((new1, new2))
             return feat_prop
 
-        return propagate_branch(feats, name, self.backbone[name], align, store=store, fetch=fetch)
+        return propagate_branch(feats, name, self.backbone[name], align, store)

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from rvrt.errors import InputError
 from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, mirror_pad_end
-from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, check_video, propagate_branch
+from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, FeatureStore, check_video, propagate_branch
 from rvrt.models.swin import RSTBWithInputConv
 from rvrt.ops.clip_attention import clip_window_attention
 
@@ -243,15 +244,27 @@ class RVRTLight(ClipRecurrentNet):
         """
         check_video(x, self.config.in_channels)
         t = x.shape[1]
-        tp = self.padded_size(t, x.shape[3], x.shape[4])[0]
-        x = mirror_pad_end(x, 1, tp - t)
+        x = mirror_pad_end(x, 1, self.padded_size(t, x.shape[3], x.shape[4])[0] - t)
         offload = offload and x.device.type != "cpu"
-        store = (lambda f: f.to("cpu", non_blocking=True)) if offload else (lambda f: f)  # noqa: E731
-        fetch = (lambda f: f.to(x.device, non_blocking=True)) if offload else (lambda f: f)  # noqa: E731
+        feats = self.extract_features(x, offload=offload)
+        return self.reconstruct(x, feats, offload=offload)[:, :t]
 
-        n_clips = tp // self.config.clip_size
+    def extract_features(self, x: torch.Tensor, *, offload: bool = False) -> dict[str, list[torch.Tensor]]:
+        """Shallow features and the four propagation branches of an input with an even frame count.
+
+        Returns:
+            ``{"shallow", "backward_1", "forward_1", "backward_2", "forward_2"}``: lists of per-clip
+            features ``(N, clip, C, H, W)`` in time order. With fewer refinement steps the missing
+            branches repeat the last computed one, as the published model does.
+        """
+        t = x.shape[1]
+        if t % self.config.clip_size:
+            raise InputError(f"extract_features needs a frame count divisible by {self.config.clip_size}; got {t} "
+                             "(forward pads it)")
+        store = FeatureStore(x.device, offload)
+        n_clips = t // self.config.clip_size
         if offload:
-            shallow = [store(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
+            shallow = [store.put(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
         else:
             shallow = list(torch.chunk(self.feat_extract(x), n_clips, dim=1))
         feats: dict[str, list[torch.Tensor]] = {"shallow": shallow}
@@ -259,11 +272,9 @@ class RVRTLight(ClipRecurrentNet):
         for name in BRANCHES[:steps]:
             align = self.deform_align[name]
             feats[name] = propagate_branch(
-                feats, name, self.backbone[name], lambda i, q, k, v, align=align: align(q, k, v),
-                store=store, fetch=fetch,
+                feats, name, self.backbone[name], lambda i, q, k, v, align=align: align(q, k, v), store
             )
         last = list(feats)[-1]
         for name in BRANCHES[steps:]:
-            feats[name] = feats[last]  # the published model repeats the last features it computed
-        out = self._reconstruct(x, feats, store, fetch, offload)
-        return out[:, :t]
+            feats[name] = feats[last]
+        return feats

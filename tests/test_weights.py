@@ -1,0 +1,219 @@
+"""Weights: safe loading, formats, architecture checks, verified downloads, the weights CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+import rvrt
+from rvrt import zoo
+from rvrt.api import identify_state_dict
+from rvrt.checkpoint import load_state_dict_file, read_metadata, save_safetensors
+from rvrt.cli import main as cli
+from rvrt.errors import DownloadError, WeightsError
+from rvrt.hub import download
+
+TINY = dict(upscale=4, embed_dims=[24, 24, 24], num_heads=[2, 2, 2], attention_heads=4, deformable_groups=4)
+
+
+@pytest.fixture
+def tiny_spec(tmp_path) -> zoo.ModelSpec:
+    return zoo.ModelSpec(name="rvrt:tiny", arch="rvrt", kwargs=TINY, task="sr", scale=4, description="tiny")
+
+
+@pytest.fixture
+def tiny_model(tiny_spec):
+    torch.manual_seed(0)
+    return rvrt.create_model(tiny_spec)
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("wrap", ["params", "bare", "module"])
+def test_pth_formats_load(tmp_path, tiny_spec, tiny_model, wrap):
+    sd = tiny_model.state_dict()
+    obj = {"params": sd} if wrap == "params" else sd
+    if wrap == "module":
+        obj = {f"module.{k}": v for k, v in sd.items()}
+    path = tmp_path / "w.pth"
+    torch.save(obj, path)
+    assert _same(rvrt.create_model(tiny_spec, weights=path), tiny_model)
+
+
+def test_pth_safetensors_round_trip_keeps_config(tmp_path, tiny_spec, tiny_model):
+    pth = tmp_path / "w.pth"
+    torch.save({"params": tiny_model.state_dict()}, pth)
+    out = tmp_path / "w.safetensors"
+    save_safetensors(rvrt.create_model(tiny_spec, weights=pth), out, arch="rvrt",
+                     config=tiny_model.config.to_kwargs(), name="rvrt:tiny")
+    assert json.loads(read_metadata(out)["rvrt.config"])["embed_dims"] == [24, 24, 24]
+    back = rvrt.load_model(out)  # no model name needed: the config travels in the file
+    assert back.config == tiny_model.config and _same(back, tiny_model)
+    torch.save(load_state_dict_file(out), tmp_path / "again.pth")
+    assert _same(rvrt.create_model(tiny_spec, weights=tmp_path / "again.pth"), tiny_model)
+
+
+def test_official_checkpoint_is_recognised_from_its_keys(tmp_path):
+    model = rvrt.create_model("rvrt.deblur_dvd")
+    assert identify_state_dict(model.state_dict()).arch == "rvrt"
+    assert identify_state_dict(model.state_dict()).build_config() == model.config
+    path = tmp_path / "004.pth"
+    torch.save({"params": model.state_dict()}, path)
+    assert rvrt.load_model(path).config == model.config
+
+
+def test_weights_of_another_architecture_are_rejected_with_the_key_lists(tmp_path, tiny_model):
+    path = tmp_path / "sr.pth"
+    torch.save({"params": tiny_model.state_dict()}, path)
+    deblur = zoo.ModelSpec(name="rvrt:tiny_deblur", arch="rvrt", kwargs=dict(TINY, upscale=1), task="deblur",
+                           scale=1, description="tiny")
+    with pytest.raises(WeightsError) as err:
+        rvrt.create_model(deblur, weights=path)
+    msg = str(err.value)
+    assert "missing key(s): feat_extract.1.weight" in msg
+    assert "unexpected key(s): feat_extract.main.1.weight" in msg
+    bigger = zoo.ModelSpec(name="rvrt:tiny48", arch="rvrt", kwargs=dict(TINY, embed_dims=[48] * 3), task="sr",
+                           scale=4, description="tiny")
+    with pytest.raises(WeightsError, match="mismatched shape.*expected \\[48"):
+        rvrt.create_model(bigger, weights=path)
+    with pytest.raises(WeightsError, match="cannot tell which model"):
+        rvrt.load_model(path)
+
+
+def test_unsafe_missing_and_corrupt_files_are_clear_errors(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        load_state_dict_file(tmp_path / "nope.pth")
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(WeightsError, match="cannot read"):
+        load_state_dict_file(corrupt)
+    bad_st = tmp_path / "bad.safetensors"
+    bad_st.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(WeightsError, match="safetensors"):
+        load_state_dict_file(bad_st)
+    # a pickle that would run code when unpickled without weights_only
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"params": {"w": torch.zeros(1)}, "hook": Path("x")}, unsafe)
+    with pytest.raises(WeightsError, match="weights_only"):
+        load_state_dict_file(unsafe)
+
+
+# ---------------------------------------------------------------------------- downloads
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    root = tmp_path / "srv"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = partial(Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_from_local_http_server_is_verified_and_atomic(tmp_path, http_server):
+    root, base = http_server
+    payload = root / "weights.bin"
+    payload.write_bytes(b"x" * 100_000)
+    dest = tmp_path / "cache" / "weights.bin"
+    assert download(f"{base}/weights.bin", dest, sha256=_sha(payload), progress=False) == dest
+    assert dest.read_bytes() == payload.read_bytes()
+    assert list(dest.parent.iterdir()) == [dest]  # no temporary file left behind
+    dest.unlink()
+    with pytest.raises(DownloadError, match="sha256"):
+        download(f"{base}/weights.bin", dest, sha256="0" * 64, progress=False)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(f"{base}/missing.bin", dest, progress=False)
+
+
+def test_offline_and_unreachable_errors_tell_what_to_do(tmp_path, monkeypatch):
+    dest = tmp_path / "001.pth"
+    monkeypatch.setenv("RVRT_OFFLINE", "1")
+    with pytest.raises(DownloadError) as err:
+        download("https://example.invalid/releases/001.pth", dest, progress=False)
+    assert "https://example.invalid/releases/001.pth" in str(err.value)
+    assert "001.pth" in str(err.value) and "--weights" in str(err.value)
+    monkeypatch.delenv("RVRT_OFFLINE")
+    with pytest.raises(DownloadError, match="cannot download http://127.0.0.1:9/x.pth"):
+        download("http://127.0.0.1:9/x.pth", dest, progress=False, timeout=5)
+    assert not dest.exists()
+
+
+def test_official_weights_via_file_url_into_cache(tmp_path, monkeypatch, tiny_model):
+    src = tmp_path / "release" / "tiny_task.pth"
+    src.parent.mkdir()
+    torch.save({"params": tiny_model.state_dict()}, src)
+    spec = zoo.ModelSpec(name="rvrt:tiny", arch="rvrt", kwargs=TINY, task="sr", scale=4, description="tiny",
+                         weights=zoo.WeightsSpec(url=src.as_uri(), sha256=_sha(src)))
+    monkeypatch.setenv("RVRT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RVRT_OFFLINE", "1")  # file:// still works offline
+    model = rvrt.create_model(spec, weights="official")
+    assert _same(model, tiny_model)
+    assert (tmp_path / "home" / "weights" / "tiny_task.pth").is_file()
+    bad = zoo.ModelSpec(**{**spec.__dict__, "weights": zoo.WeightsSpec(url=src.as_uri(), sha256="1" * 64)})
+    (tmp_path / "home" / "weights" / "tiny_task.pth").unlink()
+    with pytest.raises(DownloadError, match="sha256"):
+        rvrt.create_model(bad, weights="official")
+
+
+def test_zoo_names_aliases_and_weights_are_consistent():
+    names = rvrt.list_models()
+    assert {"rvrt.sr_bi_reds", "rvrt.sr_bi_vimeo", "rvrt.sr_bd_vimeo", "rvrt.deblur_dvd", "rvrt.deblur_gopro",
+            "rvrt.denoise_davis"} <= set(names)
+    for n in names:
+        spec = rvrt.get_spec(n)
+        for alias in spec.aliases:
+            assert rvrt.get_spec(alias) is spec
+        if spec.arch == "rvrt" and not spec.build_config().mindspore_compat:
+            assert spec.weights.url.endswith(f"/{spec.aliases[0]}.pth") and spec.weights.license == "CC-BY-NC-4.0"
+            assert spec.build_config().upscale == spec.scale
+        elif spec.arch in ("rvrt", "rvrt_light"):  # mindediting's MindSpore ports
+            assert spec.weights.url.endswith(".ckpt") and spec.weights.license.startswith("Apache-2.0")
+    with pytest.raises(rvrt.errors.InputError, match="unknown model 'nope'"):
+        rvrt.get_spec("nope")
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_weights_list(capsys):
+    assert cli(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "rvrt.sr_bi_reds" in out and "001_RVRT_videosr_bi_REDS_30frames" in out and "CC-BY-NC-4.0" in out
+
+
+def test_cli_convert_and_errors(tmp_path, capsys, tiny_model):
+    pth = tmp_path / "w.pth"
+    torch.save({"params": tiny_model.state_dict()}, pth)
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    out = tmp_path / "w.safetensors"
+    assert cli(["weights", "convert", str(pth), str(out), "-m", str(cfg)]) == 0
+    assert _same(rvrt.load_model(out), tiny_model)
+    assert cli(["weights", "convert", str(pth), str(out), "-m", str(cfg)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert cli(["weights", "convert", str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not found" in err
