@@ -6,17 +6,22 @@
 """
 
 from rvrt.api import create_model, fetch_weights, load_model
-from rvrt.models import RVRT, RVRTConfig
+from rvrt.inference.restore import restore, restore_iter
+from rvrt.models import RVRT, VRT, RVRTConfig, VRTConfig
 from rvrt.zoo import get_spec, list_models
 
 __version__ = "0.1.0"
 __all__ = [
     "RVRT",
     "RVRTConfig",
+    "VRT",
+    "VRTConfig",
     "__version__",
     "create_model",
     "fetch_weights",
     "get_spec",
     "list_models",
     "load_model",
+    "restore",
+    "restore_iter",
 ]

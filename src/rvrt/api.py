@@ -43,6 +43,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _task_of(arch: str, kwargs: dict[str, Any]) -> tuple[str, int]:
+    if arch == "vrt" and kwargs.get("pa_frames", 2) == 0:
+        return "vfi", 1  # VRT without parallel warping is the frame-interpolation model
     scale = int(kwargs.get("upscale", 4))
     if scale > 1:
         return "sr", scale

@@ -54,6 +54,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "rvrt_light": Architecture(
         "rvrt_light", "rvrt.models.rvrt_light:RVRTLight", "rvrt.models.rvrt_light:RVRTLightConfig"
     ),
+    "vrt": Architecture("vrt", "rvrt.models.vrt:VRT", "rvrt.models.vrt:VRTConfig"),
 }
 
 
@@ -128,6 +129,9 @@ class ModelSpec:
     def in_channels(self) -> int:
         return 4 if self.kwargs.get("nonblind_denoising") else 3
 
+
+#: the model ``rvrt restore`` uses when neither a model nor weights are given (None: none ships yet)
+DEFAULT_MODEL: str | None = None
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
@@ -243,3 +247,73 @@ register(ModelSpec(
     metrics=(Metric("Vimeo-90K-T", "Y", 38.12, None, _MINDEDITING_VIMEO),),
     tile=(0, 0, 0), tile_overlap=(2, 20, 20), train_frames=14,
 ))
+# --------------------------------------------------------------------------- VRT (official)
+_VRT_RELEASE = "https://github.com/JingyunLiang/VRT/releases/download/v0.0/"
+_VRT_SOURCE = "JingyunLiang/VRT release v0.0 (Liang et al., arXiv:2201.12288)"
+
+# the constructor arguments of main_test_vrt.py, per task
+_VRT_SR = dict(
+    upscale=4, depths=[8, 8, 8, 8, 8, 8, 8, 4, 4, 4, 4, 4, 4], indep_reconsts=[11, 12],
+    embed_dims=[120, 120, 120, 120, 120, 120, 120, 180, 180, 180, 180, 180, 180], num_heads=[6] * 13,
+)
+_VRT_SR_6F = dict(_VRT_SR, img_size=[6, 64, 64], window_size=[6, 8, 8], pa_frames=2, deformable_groups=12)
+_VRT_SR_16F = dict(_VRT_SR, img_size=[16, 64, 64], window_size=[8, 8, 8], pa_frames=6, deformable_groups=24)
+_VRT_SR_VIMEO = dict(_VRT_SR, img_size=[8, 64, 64], window_size=[8, 8, 8], pa_frames=4, deformable_groups=16)
+_VRT_DEBLUR = dict(
+    upscale=1, img_size=[6, 192, 192], window_size=[6, 8, 8], depths=[8, 8, 8, 8, 8, 8, 8, 4, 4, 4, 4],
+    indep_reconsts=[9, 10], embed_dims=[96, 96, 96, 96, 96, 96, 96, 120, 120, 120, 120], num_heads=[6] * 11,
+    pa_frames=2, deformable_groups=16,
+)
+_VRT_DENOISE = dict(_VRT_DEBLUR, nonblind_denoising=True)
+_VRT_VFI = dict(
+    upscale=1, out_chans=3, img_size=[4, 192, 192], window_size=[4, 8, 8],
+    depths=[8, 8, 8, 8, 8, 8, 8, 4, 4, 4, 4], indep_reconsts=[],
+    embed_dims=[96, 96, 96, 96, 96, 96, 96, 120, 120, 120, 120], num_heads=[6] * 11, pa_frames=0,
+)
+
+
+def _vrt(name, task_name, kwargs, task, scale, description, metrics, tile, overlap, frames, **extras):
+    return register(ModelSpec(
+        name=name, aliases=(task_name,), arch="vrt", kwargs=kwargs, task=task, scale=scale,
+        description=description, metrics=metrics, tile=tile, tile_overlap=overlap, train_frames=frames,
+        weights=WeightsSpec(url=f"{_VRT_RELEASE}{task_name}.pth", source=_VRT_SOURCE), extras=extras,
+    ))
+
+
+# metrics: the VRT paper's tables 1-6 (PSNR in dB / SSIM); tiles: the README's test commands
+_vrt("vrt.sr_bi_reds_6f", "001_VRT_videosr_bi_REDS_6frames", _VRT_SR_6F, "sr", 4,
+     "x4 video super-resolution, bicubic (BI) degradation, trained on REDS with 6-frame clips",
+     (Metric("REDS4", "RGB", 31.60, 0.8888),), (40, 128, 128), (2, 20, 20), 6)
+_vrt("vrt.sr_bi_reds_16f", "002_VRT_videosr_bi_REDS_16frames", _VRT_SR_16F, "sr", 4,
+     "x4 video super-resolution, bicubic (BI) degradation, trained on REDS with 16-frame clips",
+     (Metric("REDS4", "RGB", 32.19, 0.9006),), (40, 128, 128), (2, 20, 20), 16)
+_vrt("vrt.sr_bi_vimeo", "003_VRT_videosr_bi_Vimeo_7frames", _VRT_SR_VIMEO, "sr", 4,
+     "x4 video super-resolution, bicubic (BI) degradation, trained on Vimeo-90K",
+     (Metric("Vimeo-90K-T", "Y", 38.20, 0.9530), Metric("Vid4", "Y", 27.93, 0.8425)),
+     (32, 128, 128), (2, 20, 20), 7)
+_vrt("vrt.sr_bd_vimeo", "004_VRT_videosr_bd_Vimeo_7frames", _VRT_SR_VIMEO, "sr", 4,
+     "x4 video super-resolution, blur-downsampling (BD) degradation, trained on Vimeo-90K",
+     (Metric("UDM10", "Y", 41.05, 0.9737), Metric("Vimeo-90K-T", "Y", 38.72, 0.9584),
+      Metric("Vid4", "Y", 29.42, 0.8795)), (32, 128, 128), (2, 20, 20), 7)
+_vrt("vrt.deblur_dvd", "005_VRT_videodeblurring_DVD", _VRT_DEBLUR, "deblur", 1,
+     "video deblurring, trained on DVD",
+     (Metric("DVD", "RGB", 34.27, 0.9651),), (12, 256, 256), (2, 20, 20), 6)
+_vrt("vrt.deblur_gopro", "006_VRT_videodeblurring_GoPro", _VRT_DEBLUR, "deblur", 1,
+     "video deblurring, trained on GoPro",
+     (Metric("GoPro", "RGB", 34.81, 0.9724),), (18, 192, 192), (2, 20, 20), 6)
+_vrt("vrt.deblur_reds", "007_VRT_videodeblurring_REDS", _VRT_DEBLUR, "deblur", 1,
+     "video deblurring, trained on REDS",
+     (Metric("REDS4", "RGB", 36.79, 0.9648),), (12, 256, 256), (2, 20, 20), 6)
+_vrt("vrt.denoise_davis", "008_VRT_videodenoising_DAVIS", _VRT_DENOISE, "denoise", 1,
+     "non-blind video denoising (sigma 0-50), trained on DAVIS",
+     tuple(Metric("DAVIS", "RGB", p, None, f"sigma={s}") for s, p in
+           ((10, 40.82), (20, 38.15), (30, 36.52), (40, 35.32), (50, 34.36)))
+     + tuple(Metric("Set8", "RGB", p, None, f"sigma={s}") for s, p in
+             ((10, 37.88), (20, 35.02), (30, 33.35), (40, 32.15), (50, 31.22))),
+     (12, 256, 256), (2, 20, 20), 6)
+# input frames s, s+2, s+4, s+6 of a video -> frame s+3 (see rvrt.models.vrt)
+_vrt("vrt.vfi_vimeo", "009_VRT_videofi_Vimeo_4frames", _VRT_VFI, "vfi", 1,
+     "video frame interpolation (x2, one frame from four), trained on Vimeo-90K",
+     (Metric("Vimeo-90K-T", "RGB", 36.53, 0.977), Metric("UCF101", "RGB", 33.30, 0.970),
+      Metric("DAVIS", "RGB", 27.88, 0.889)), (0, 0, 0), (0, 0, 0), 4,
+     input_offsets=(0, 2, 4, 6), output_offset=3)

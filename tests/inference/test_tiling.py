@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_rvrt
 
+from conftest import tiny_rvrt
 from rvrt.inference.pipeline import WindowSchedule, model_runner, restore_frames
 from rvrt.inference.tiling import TileGrid, crossfade, tile_starts
 

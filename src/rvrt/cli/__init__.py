@@ -19,6 +19,9 @@ from rvrt.errors import RVRTError
 
 #: subcommand name -> module under rvrt.cli (imported lazily, so `rvrt --help` stays fast)
 COMMANDS = {
+    "restore": "rvrt.cli.restore",
+    "degrade": "rvrt.cli.degrade",
+    "eval": "rvrt.cli.eval",
     "weights": "rvrt.cli.weights",
 }
 

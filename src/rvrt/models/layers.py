@@ -16,10 +16,12 @@ from torch import nn
 
 __all__ = [
     "Mlp",
+    "GEGLUMlp",
     "IndexedModules",
     "Upsampler",
     "channels_linear",
     "conv3d_per_frame",
+    "drop_path",
     "mirror_pad_end",
     "to_channels_last",
 ]
@@ -37,6 +39,37 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
+
+
+class GEGLUMlp(nn.Module):
+    """Gated MLP on the last dimension: ``fc2(GELU(fc11(x)) * fc12(x))`` (GEGLU, Shazeer 2020).
+
+    VRT's feed-forward layers and its ``pa_fuse`` use it (keys ``fc11``, ``fc12``, ``fc2``).
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int | None = None,
+                 gelu_approximate: str = "none") -> None:
+        super().__init__()
+        self.fc11 = nn.Linear(in_features, hidden_features)
+        self.fc12 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU(approximate=gelu_approximate)
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc11(x)) * self.fc12(x))
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero a residual branch for a random subset of samples while training.
+
+    Each sample of the batch (dim 0) is kept with probability ``1 - p`` and the kept ones are
+    scaled by ``1 / (1 - p)``, so the expectation is unchanged. Identity in eval mode or for ``p = 0``.
+    """
+    if p <= 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+    return x * torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep).div_(keep)
 
 
 class IndexedModules(nn.Module):

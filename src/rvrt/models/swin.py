@@ -5,10 +5,15 @@ frames x rows x columns; a dimension not larger than its window uses a window of
 and no shift (as the published models do, including their quirk of slicing the full-window
 relative-position table to ``[:N, :N]`` for such shrunken windows). Sizes that are not window
 multiples are zero-padded after ``norm1`` and cropped back.
+
+VRT adds two options to the same blocks: mutual attention between the two frames of a
+``(2, wh, ww)`` window (:class:`MutualWindowAttention`) and a gated (GEGLU) feed-forward layer.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
@@ -16,10 +21,11 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from rvrt.models.layers import IndexedModules, Mlp, conv3d_per_frame
+from rvrt.models.layers import GEGLUMlp, IndexedModules, Mlp, conv3d_per_frame, drop_path
 
 __all__ = [
     "WindowAttention",
+    "MutualWindowAttention",
     "SwinLayer",
     "SwinGroup",
     "RSTB",
@@ -27,6 +33,7 @@ __all__ = [
     "effective_window",
     "relative_position_index",
     "shift_mask",
+    "sine_position_encoding",
     "window_partition",
     "window_reverse",
 ]
@@ -40,6 +47,26 @@ def effective_window(size: Size3, window: Size3, shift: Size3) -> tuple[Size3, S
     ws = tuple(s if s <= w else w for s, w in zip(size, window))
     ss = tuple(0 if s <= w else sh for s, w, sh in zip(size, window, shift))
     return ws, ss  # type: ignore[return-value]
+
+
+def _context_device() -> torch.device:
+    """The device new tensors go to (follows a ``with torch.device(...)`` block)."""
+    return torch.empty(0).device
+
+
+@lru_cache(maxsize=64)
+def _cpu_constant(fn, *args) -> torch.Tensor:
+    with torch.device("cpu"):
+        return fn(*args)
+
+
+def _constant(fn, *args) -> torch.Tensor:
+    """``fn(*args)`` computed once on the CPU, copied to the current default device.
+
+    Architecture constants (index tables, position encodings) are built like this so that
+    building a model on the ``meta`` device (to list its parameters) stays fast.
+    """
+    return _cpu_constant(fn, *args).to(_context_device(), copy=True)
 
 
 def relative_position_index(window: Size3) -> torch.Tensor:
@@ -110,48 +137,133 @@ class WindowAttention(nn.Module):
         self.window_size = tuple(window_size)
         self.num_heads = num_heads
         self.scale = qk_scale or (dim // num_heads) ** -0.5
-        self.position_bias = position_bias
+        self.has_position_bias = position_bias
         if position_bias:
             wd, wh, ww = self.window_size
             self.relative_position_bias_table = nn.Parameter(
                 torch.zeros((2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1), num_heads)
             )
-            self.register_buffer("relative_position_index", relative_position_index(self.window_size))
+            index = _constant(relative_position_index, self.window_size)
+            self.register_buffer("relative_position_index", index)
         self.qkv_self = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
     def bias(self, n: int) -> torch.Tensor | None:
         """``(heads, n, n)`` relative position bias for windows of ``n`` tokens."""
-        if not self.position_bias:
+        if not self.has_position_bias:
             return None
         idx = self.relative_position_index[:n, :n].reshape(-1)
         return self.relative_position_bias_table[idx].view(n, n, -1).permute(2, 0, 1)
+
+    def _heads(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B_, N, 3C)`` projections -> q, k, v of shape ``(B_, heads, N, C / heads)``."""
+        b_, n, c3 = qkv.shape
+        qkv = qkv.reshape(b_, n, 3, self.num_heads, c3 // (3 * self.num_heads)).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        """Softmax attention of ``q`` over ``k``/``v`` (each ``(B_, heads, n, d)``) -> ``(B_, n, heads * d)``.
+
+        ``mask`` is the ``(nW, N, N)`` shift mask of the group; only its ``[:n, :n]`` corner is used.
+        """
+        b_, heads, n, d = q.shape
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        if bias is not None:
+            attn = attn + bias.unsqueeze(0)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(b_ // nw, nw, heads, n, n) + mask[:, :n, :n].unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, heads, n, n)
+        attn = torch.softmax(attn, dim=-1)
+        return (attn @ v).transpose(1, 2).reshape(b_, n, heads * d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
             x: ``(B * nW, N, C)`` window tokens.
             mask: ``(nW, N, N)`` additive mask or ``None``.
         """
-        b_, n, c = x.shape
-        qkv = self.qkv_self(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (B_, heads, N, d)
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        bias = self.bias(n)
-        if bias is not None:
-            attn = attn + bias.unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(b_ // nw, nw, self.num_heads, n, n) + mask[:, :n, :n].unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, n, n)
-        attn = torch.softmax(attn, dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(b_, n, c)
-        return self.proj(out)
+        q, k, v = self._heads(self.qkv_self(x))
+        return self.proj(self._attend(q, k, v, mask, self.bias(x.shape[1])))
+
+
+def sine_position_encoding(h: int, w: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed 2-D sine/cosine encoding of the ``h x w`` positions of a frame, ``(1, h * w, dim)``.
+
+    The first ``dim / 2`` channels encode the row, the others the column; positions are
+    normalised to ``(0, 2 pi]`` (``(i + 1) / (size + 1e-6) * 2 pi``) and channel ``2j`` / ``2j + 1``
+    holds the sine / cosine at frequency ``temperature ** (-2j / (dim / 2))``. Tokens are in
+    row-major order. Computed in float32 with the published model's operation order, so the
+    buffer equals the one stored in its checkpoints.
+    """
+    feats = dim // 2
+    ones = torch.ones(1, h, w)
+    y = ones.cumsum(1, dtype=torch.float32)
+    x = ones.cumsum(2, dtype=torch.float32)
+    y = y / (y[:, -1:, :] + 1e-6) * (2 * math.pi)
+    x = x / (x[:, :, -1:] + 1e-6) * (2 * math.pi)
+    freq = torch.arange(feats, dtype=torch.float32)
+    freq = temperature ** (2 * (freq // 2) / feats)
+
+    def encode(pos: torch.Tensor) -> torch.Tensor:
+        pos = pos[..., None] / freq  # (1, h, w, feats)
+        return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=4).flatten(3)
+
+    return torch.cat((encode(y), encode(x)), dim=3).flatten(1, 2).contiguous()
+
+
+class MutualWindowAttention(WindowAttention):
+    """Self-attention plus mutual attention between the two frames of a ``(2, wh, ww)`` window (VRT).
+
+    Mutual attention projects the tokens (plus a fixed sine position encoding of the frame
+    position, the ``position_bias`` buffer) with ``qkv_mut``; frame 2's queries attend to
+    frame 1's keys/values and vice versa, and the results take the places of frame 1 and frame 2.
+    They are concatenated on channels with the self-attention result and ``proj`` maps the
+    ``2C`` channels back to ``C``. Like the published model, the mutual attention uses the
+    top-left ``N/2 x N/2`` corner of the shift mask for both directions and no relative bias.
+
+    Windows must not shrink: the position encoding has exactly ``2 * wh * ww`` tokens.
+    """
+
+    def __init__(self, dim: int, window_size: Size3, num_heads: int, qkv_bias: bool = True,
+                 qk_scale: float | None = None) -> None:
+        super().__init__(dim, window_size, num_heads, qkv_bias, qk_scale)
+        if self.window_size[0] != 2:
+            raise ValueError(f"mutual attention needs a window of 2 frames; got {self.window_size}")
+        if dim % 2:
+            raise ValueError(f"mutual attention needs an even channel count (position encoding); got {dim}")
+        wh, ww = self.window_size[1:]
+        self.register_buffer("position_bias", _constant(sine_position_encoding, wh, ww, dim))
+        self.qkv_mut = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(2 * dim, dim)  # replaces the C -> C projection, keeping its place
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Args:
+            x: ``(B * nW, N, C)`` window tokens, ``N = 2 * wh * ww`` (frame 1 first).
+            mask: ``(nW, N, N)`` additive mask or ``None``.
+        """
+        n = x.shape[1]
+        if n != 2 * self.position_bias.shape[1]:
+            raise ValueError(
+                f"mutual attention needs full {self.window_size} windows ({2 * self.position_bias.shape[1]} "
+                f"tokens); got {n}: the feature map is smaller than the window"
+            )
+        q, k, v = self._heads(self.qkv_self(x))
+        self_out = self._attend(q, k, v, mask, self.bias(n))
+        q, k, v = self._heads(self.qkv_mut(x + self.position_bias.repeat(1, 2, 1)))
+        half = n // 2
+        frame1 = self._attend(q[:, :, half:], k[:, :, :half], v[:, :, :half], mask, None)
+        frame2 = self._attend(q[:, :, :half], k[:, :, half:], v[:, :, half:], mask, None)
+        return self.proj(torch.cat([torch.cat([frame1, frame2], 1), self_out], 2))
 
 
 class SwinLayer(nn.Module):
     """Pre-norm transformer layer: ``x + WindowAttention(norm1(x))`` then ``x + Mlp(norm2(x))``.
 
     Args:
+        mutual: use :class:`MutualWindowAttention` (VRT; the window must span 2 frames).
+        mlp: ``"gelu"`` (``fc1 -> GELU -> fc2``) or ``"geglu"`` (VRT's gated ``fc11/fc12/fc2``).
+        drop_path: stochastic-depth rate of both residual branches (training only).
         checkpoint_attn, checkpoint_ffn: recompute the attention / MLP part in the backward
             pass (activation checkpointing, non-reentrant so it composes with DDP).
     """
@@ -159,18 +271,28 @@ class SwinLayer(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size: Size3, shift_size: Size3 = (0, 0, 0),
                  mlp_ratio: float = 2.0, qkv_bias: bool = True, qk_scale: float | None = None,
                  norm_eps: float = 1e-5, gelu_approximate: str = "none", position_bias: bool = True,
+                 mutual: bool = False, mlp: str = "gelu", drop_path: float = 0.0,
                  checkpoint_attn: bool = False, checkpoint_ffn: bool = False) -> None:
         super().__init__()
         self.window_size = tuple(window_size)
         self.shift_size = tuple(shift_size)
         if not all(0 <= s < w for s, w in zip(self.shift_size, self.window_size)):
             raise ValueError(f"shift {self.shift_size} must be smaller than the window {self.window_size}")
+        if mlp not in ("gelu", "geglu"):
+            raise ValueError(f"mlp must be 'gelu' or 'geglu'; got {mlp!r}")
         self.checkpoint_attn = checkpoint_attn
         self.checkpoint_ffn = checkpoint_ffn
+        self.drop_path = float(drop_path)
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = WindowAttention(dim, self.window_size, num_heads, qkv_bias, qk_scale, position_bias)
+        if mutual:
+            if not position_bias:
+                raise ValueError("mutual attention always has a relative position bias")
+            self.attn = MutualWindowAttention(dim, self.window_size, num_heads, qkv_bias, qk_scale)
+        else:
+            self.attn = WindowAttention(dim, self.window_size, num_heads, qkv_bias, qk_scale, position_bias)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), gelu_approximate=gelu_approximate)
+        mlp_cls = GEGLUMlp if mlp == "geglu" else Mlp
+        self.mlp = mlp_cls(dim, int(dim * mlp_ratio), gelu_approximate=gelu_approximate)
 
     def _attention(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         b, d, h, w, c = x.shape
@@ -200,25 +322,39 @@ class SwinLayer(nn.Module):
             mask: shift mask for the padded size (see :class:`SwinGroup`), used if this layer shifts.
         """
         if self.checkpoint_attn and torch.is_grad_enabled():
-            x = x + cp.checkpoint(self._attention, x, mask, use_reentrant=False)
+            y = cp.checkpoint(self._attention, x, mask, use_reentrant=False)
         else:
-            x = x + self._attention(x, mask)
+            y = self._attention(x, mask)
+        x = x + drop_path(y, self.drop_path, self.training)
         if self.checkpoint_ffn and torch.is_grad_enabled():
-            x = x + cp.checkpoint(self._ffn, x, use_reentrant=False)
+            y = cp.checkpoint(self._ffn, x, use_reentrant=False)
         else:
-            x = x + self._ffn(x)
-        return x
+            y = self._ffn(x)
+        return x + drop_path(y, self.drop_path, self.training)
 
 
 class SwinGroup(nn.Module):
-    """``depth`` :class:`SwinLayer` s, alternating unshifted and half-window shifted windows."""
+    """``depth`` :class:`SwinLayer` s, alternating unshifted and half-window shifted windows.
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window_size: Size3, **layer_kwargs) -> None:
+    Args:
+        drop_path: stochastic-depth rate, one for all layers or one per layer.
+        **layer_kwargs: the other :class:`SwinLayer` options.
+    """
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: Size3,
+                 drop_path: float | Sequence[float] = 0.0, **layer_kwargs) -> None:
         super().__init__()
         self.window_size = tuple(window_size)
         self.shift_size = tuple(w // 2 for w in self.window_size)
+        if isinstance(drop_path, (int, float)):
+            rates = [float(drop_path)] * depth
+        else:
+            rates = [float(r) for r in drop_path]
+        if len(rates) < depth:
+            raise ValueError(f"need a drop_path rate for each of the {depth} layers; got {len(rates)}")
         self.blocks = nn.ModuleList(
-            SwinLayer(dim, num_heads, self.window_size, (0, 0, 0) if i % 2 == 0 else self.shift_size, **layer_kwargs)
+            SwinLayer(dim, num_heads, self.window_size, (0, 0, 0) if i % 2 == 0 else self.shift_size,
+                      drop_path=rates[i], **layer_kwargs)
             for i in range(depth)
         )
 

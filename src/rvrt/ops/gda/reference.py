@@ -26,21 +26,21 @@ import torch
 __all__ = ["gda_reference", "bilinear_sample_zeros"]
 
 
-def bilinear_sample_zeros(img: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of ``img`` at pixel coordinates, zero outside the image.
+def bilinear_sample_zeros(table: torch.Tensor, y: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Bilinear samples from channels-last images, zero outside the image.
 
     Args:
-        img: ``(M, C, H, W)``.
-        y, x: ``(M, P)`` pixel coordinates (row, column), any float dtype matching ``img``.
+        table: ``(M * H * W, C)``: ``M`` images of ``H x W`` pixels, one row of ``C`` channels per pixel.
+        y, x: ``(M, P)`` pixel coordinates (row, column) of ``P`` samples in each image.
+        h, w: image size.
 
     Returns:
-        ``(M, C, P)`` samples. A corner outside ``[0, H) x [0, W)`` contributes zero, so a
-        sample fades to zero over the one-pixel band around the image, like
-        ``grid_sample(..., padding_mode="zeros")``. The arithmetic (floor, fractional parts,
-        four weighted corners) follows the modulated deformable im2col kernels exactly.
+        ``(M, P, C)`` samples. A corner outside ``[0, H) x [0, W)`` contributes zero, so a sample
+        fades to zero over the one-pixel band around the image, like
+        ``grid_sample(..., padding_mode="zeros")``. The arithmetic (floor, fractional parts, four
+        weighted corners) is that of the modulated deformable im2col kernels.
     """
-    m, c, h, w = img.shape
-    flat = img.reshape(m, c, h * w)
+    m, p = y.shape
     y0f = torch.floor(y)
     x0f = torch.floor(x)
     ly = y - y0f
@@ -49,15 +49,18 @@ def bilinear_sample_zeros(img: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -
     hx = 1 - lx
     y0 = y0f.long()
     x0 = x0f.long()
-    out = None
+    base = (torch.arange(m, device=y.device) * (h * w)).view(m, 1)
+    rows = []
+    weights = []
     for dy, dx, wgt in ((0, 0, hy * hx), (0, 1, hy * lx), (1, 0, ly * hx), (1, 1, ly * lx)):
         yy = y0 + dy
         xx = x0 + dx
         valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        idx = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).unsqueeze(1).expand(m, c, -1)
-        term = torch.gather(flat, 2, idx) * (wgt * valid.to(wgt.dtype)).unsqueeze(1)
-        out = term if out is None else out + term
-    return out
+        rows.append(base + yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1))
+        weights.append(torch.where(valid, wgt, torch.zeros_like(wgt)))
+    corners = table.index_select(0, torch.stack(rows).reshape(-1)).view(4, m, p, -1)
+    wts = torch.stack(weights).unsqueeze(-1)  # (4, M, P, 1)
+    return corners[0] * wts[0] + corners[1] * wts[1] + corners[2] * wts[2] + corners[3] * wts[3]
 
 
 def gda_reference(
@@ -88,41 +91,40 @@ def gda_reference(
     taps = kh * kw
     heads = attention_heads
     head_dim = c // heads
-    groups_half = deformable_groups // 2
-    cg = c // groups_half  # channels per deformable group (keys and values alike)
+    half = deformable_groups // 2  # groups over the keys (and, again, over the values)
+    cg = c // half  # channels per deformable group
     hw = h * w
 
     frames = kv.reshape(n * clip_size, 2 * c, h, w)
-    off = offset.reshape(bsz, clip_size, deformable_groups, taps, 2, hw)
+    off = offset.reshape(bsz, clip_size, 2, half, taps, 2, hw)  # slot, keys|values, group, tap, (dy, dx)
     b = torch.arange(bsz, device=q.device)
-    ys = torch.arange(h, device=q.device, dtype=q.dtype).view(h, 1).expand(h, w).reshape(1, 1, hw)
-    xs = torch.arange(w, device=q.device, dtype=q.dtype).view(1, w).expand(h, w).reshape(1, 1, hw)
+    ys = torch.arange(h, device=q.device, dtype=q.dtype).repeat_interleave(w).view(1, 1, hw)
+    xs = torch.arange(w, device=q.device, dtype=q.dtype).repeat(h).view(1, 1, hw)
+    # channels-last: one row of channels per pixel, so that a sample is a contiguous row gather
+    qs = (q * head_dim**-0.5).permute(0, 2, 3, 1).reshape(bsz, hw, heads, head_dim)
 
-    qs = (q * head_dim**-0.5).reshape(bsz, heads, head_dim, hw)
-    slots = [frames[(b // clip_size) * clip_size + (m + b) % clip_size] for m in range(clip_size)]
+    def tables(m: int) -> torch.Tensor:
+        # frame read by slot m of every query: kv[b // clip, (m + b) % clip], as (2, B * G/2 * HW, cg)
+        src = frames[(b // clip_size) * clip_size + (m + b) % clip_size]
+        return src.reshape(bsz, 2, half, cg, hw).permute(1, 0, 2, 4, 3).reshape(2, bsz * half * hw, cg)
 
-    def positions(m: int, k: int, first_group: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # sample positions of slot m, tap k for one half of the groups: (B * G/2, HW)
+    def sample(table: torch.Tensor, m: int, kind: int, k: int) -> torch.Tensor:
         i, j = divmod(k, kw)
-        sel = slice(first_group, first_group + groups_half)
-        y = ys + float(i - kh // 2) + off[:, m, sel, k, 0]
-        x = xs + float(j - kw // 2) + off[:, m, sel, k, 1]
-        return y.reshape(bsz * groups_half, hw), x.reshape(bsz * groups_half, hw)
+        y = (ys + float(i - kh // 2) + off[:, m, kind, :, k, 0]).reshape(bsz * half, hw)
+        x = (xs + float(j - kw // 2) + off[:, m, kind, :, k, 1]).reshape(bsz * half, hw)
+        s = bilinear_sample_zeros(table, y, x, h, w)  # (B * G/2, HW, cg)
+        return s.view(bsz, half, hw, cg).transpose(1, 2).reshape(bsz, hw, heads, head_dim)
 
     # Pass 1: logits of every (slot, tap) sample. Pass 2: the weighted sum of the values.
     # Two passes keep one sampled tensor alive at a time instead of an im2col buffer.
-    logits = []
-    for m in range(clip_size):
-        keys = slots[m][:, :c].reshape(bsz * groups_half, cg, h, w)
-        for k in range(taps):
-            ksamp = bilinear_sample_zeros(keys, *positions(m, k, 0)).reshape(bsz, heads, head_dim, hw)
-            logits.append((qs * ksamp).sum(2))  # (B, heads, HW)
-    attn = torch.softmax(torch.stack(logits, 2), dim=2)  # (B, heads, clip*taps, HW)
+    slot_tables = [tables(m) for m in range(clip_size)]
+    logits = torch.stack(
+        [(qs * sample(slot_tables[m][0], m, 0, k)).sum(-1) for m in range(clip_size) for k in range(taps)], -1
+    )  # (B, HW, heads, clip * taps)
+    attn = torch.softmax(logits, dim=-1)
     out = None
     for m in range(clip_size):
-        vals = slots[m][:, c:].reshape(bsz * groups_half, cg, h, w)
         for k in range(taps):
-            vsamp = bilinear_sample_zeros(vals, *positions(m, k, groups_half)).reshape(bsz, heads, head_dim, hw)
-            term = attn[:, :, m * taps + k].unsqueeze(2) * vsamp
+            term = sample(slot_tables[m][1], m, 1, k) * attn[..., m * taps + k, None]
             out = term if out is None else out + term
-    return out.reshape(bsz, c, h, w)
+    return out.reshape(bsz, h, w, c).permute(0, 3, 1, 2)

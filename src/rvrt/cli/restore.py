@@ -1,0 +1,67 @@
+"""``rvrt restore``: restore a video file, a folder of frames or a glob."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "restore", help="restore a video or a folder of frames (super-resolution, deblurring, denoising)",
+        description="Restore INPUT (video file, folder of frames, or glob) into OUTPUT (video file or folder of "
+                    "PNG frames), streaming: memory depends on the tile sizes, not on the video length.",
+    )
+    p.add_argument("input", help="video file, folder of frames, or a quoted glob such as 'frames/*.png'")
+    p.add_argument("-o", "--output", required=True, help="video file (.mp4/.mkv/.mov/.webm/...) or a folder")
+    p.add_argument("-m", "--model", help="registered model name (see `rvrt weights list`) or a config file "
+                                         "(.json/.toml of constructor arguments)")
+    p.add_argument("--weights", help="weights file (.pth/.safetensors/.ckpt) or 'official' (download)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="compute precision")
+    p.add_argument("--tile", nargs="+", metavar="N",
+                   help="tile size T H W in input frames/pixels (0 = whole), or 'auto' (from free memory); "
+                        "default: the model's official test tile")
+    p.add_argument("--tile-overlap", nargs=3, type=int, metavar=("T", "H", "W"), help="overlap between tiles")
+    p.add_argument("--sigma", type=float, help="noise level 0..255 (non-blind denoising models, --add-noise)")
+    p.add_argument("--add-noise", action="store_true", help="add seeded Gaussian noise of --sigma to the input first")
+    p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")
+    p.add_argument("--codec", help="video encoder (default: libx264 for mp4/mkv/mov, libvpx-vp9 for webm)")
+    p.add_argument("--crf", type=int, help="encoder quality (x264/x265/vp9 CRF; lower is better)")
+    p.add_argument("--preset", help="encoder preset (e.g. x264: ultrafast ... veryslow)")
+    p.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG output bit depth (default: the input's)")
+    p.add_argument("--fps", type=float, help="output frame rate for frame-folder inputs (default 25)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run into a frames folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    p.set_defaults(run=run)
+
+
+def _parse_tile(values):
+    if values is None:
+        return None
+    if values == ["auto"]:
+        return "auto"
+    from rvrt.errors import InputError
+
+    try:
+        nums = [int(v) for v in values]
+    except ValueError:
+        nums = []
+    if len(nums) != 3:
+        raise InputError(f"--tile takes three integers T H W, or 'auto'; got {' '.join(values)}")
+    return tuple(nums)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rvrt.inference.restore import restore
+
+    summary = restore(
+        args.input, args.output, model=args.model, weights=args.weights, device=args.device, dtype=args.dtype,
+        tile=_parse_tile(args.tile), tile_overlap=args.tile_overlap, sigma=args.sigma, add_noise=args.add_noise,
+        seed=args.seed, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, codec=args.codec,
+        crf=args.crf, preset=args.preset, bit_depth=args.bit_depth, fps=args.fps,
+    )
+    if not args.quiet:
+        print(f"rvrt restore: {summary.line()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,589 @@
+"""Benchmark evaluation: the test protocols of the RVRT / VRT papers as data, and :func:`evaluate`.
+
+A :class:`Protocol` says how a benchmark is scored: the scale between LQ and GT, the channel the
+paper reports (RGB or the BT.601 Y channel; both are always computed), the border crop (0 for all
+of them), whether the LQ input is made from the GT by adding noise (video denoising), whether
+only a centre frame is scored (Vimeo-90K-T) and how frame scores are averaged.
+
+Scores follow :mod:`rvrt.metrics`: restored frames are clamped and rounded to 8 bits, PSNR/SSIM are
+computed per frame, averaged per sequence, then over sequences (the official script's order; the
+mean over all frames is reported too).
+
+Folder layout: ``lq_root`` and ``gt_root`` hold one sub-folder per sequence (at any depth, e.g.
+Vimeo-90K's ``00001/0266``) with the frames, natural-sorted; or the frames themselves (one
+sequence). The same sequences must exist on both sides with the same number of frames.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rvrt.checkpoint import atomic_write
+from rvrt.data.degradations import add_gaussian_noise
+from rvrt.data.frames import find_sequences, image_to_float, read_image, write_image
+from rvrt.errors import InputError
+from rvrt.metrics import psnr, ssim, to_uint8
+
+__all__ = [
+    "Protocol",
+    "Septuplet",
+    "PROTOCOLS",
+    "get_protocol",
+    "default_protocol",
+    "evaluate",
+    "EvalResult",
+    "SequenceScore",
+    "FrameScore",
+    "read_sequence_list",
+    "RestoreFn",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``restore_fn(lq)``: ``lq`` is ``(T, C, H, W)`` float32 in [0, 1] on the CPU (``C = 4`` for
+#: non-blind denoising: RGB + a constant ``sigma / 255`` map); returns ``(T, 3, s*H, s*W)``.
+RestoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
+
+
+@dataclass(frozen=True)
+class Septuplet:
+    """Vimeo-90K-T: restore a mirrored 7-frame clip, score the centre frame only.
+
+    The LQ frames ``lq_frames`` are extended to ``lq + reversed(lq)`` when ``mirror`` (14 frames);
+    the mean of the outputs at ``outputs`` (both copies of the centre frame) is scored against
+    ``gt_frame``.
+    """
+
+    lq_frames: tuple[str, ...] = tuple(f"im{i}.png" for i in range(1, 8))
+    gt_frame: str = "im4.png"
+    mirror: bool = True
+    outputs: tuple[int, ...] = (3, 10)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one benchmark is scored.
+
+    Attributes:
+        name: key in :data:`PROTOCOLS`.
+        title: the benchmark's usual name.
+        task: ``"sr"``, ``"deblur"`` or ``"denoise"``.
+        scale: GT size / LQ size.
+        channel: what the papers report, ``"RGB"`` or ``"Y"``.
+        border: pixels cropped from each side before scoring.
+        noise: the LQ input is ``GT + N(0, sigma/255)`` (not clipped) with a ``sigma/255`` map
+            appended as a 4th channel; the generator is reset to ``noise_seed`` for every
+            sequence and draws the noise of the whole clip at once. The LQ folder is not read.
+        noise_seed: see ``noise``.
+        septuplet: centre-frame scoring (Vimeo-90K-T), or None for every frame.
+        aggregate: the headline number: ``"sequence"`` (mean of per-sequence means) or
+            ``"frame"`` (mean over all frames).
+        layout: the expected folders, for humans.
+        note: anything else worth knowing.
+    """
+
+    name: str
+    title: str
+    task: str
+    scale: int
+    channel: str
+    border: int = 0
+    noise: bool = False
+    noise_seed: int = 0
+    septuplet: Septuplet | None = None
+    aggregate: str = "sequence"
+    layout: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.channel not in ("RGB", "Y"):
+            raise ValueError(f"channel must be 'RGB' or 'Y'; got {self.channel!r}")
+        if self.aggregate not in ("sequence", "frame"):
+            raise ValueError(f"aggregate must be 'sequence' or 'frame'; got {self.aggregate!r}")
+        if self.scale < 1 or self.border < 0:
+            raise ValueError("scale must be >= 1 and border >= 0")
+
+
+_SR_NOTE = "PSNR/SSIM on RGB and on Y are both computed; the paper's table uses the one in 'channel'."
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol(
+            "reds4", "REDS4", "sr", 4, "RGB",
+            layout="sequences 000, 011, 015, 020 of REDS train: LQ train_sharp_bicubic/X4 (320x180), "
+                   "GT train_sharp (1280x720), 100 frames 00000000.png ...",
+            note=_SR_NOTE,
+        ),
+        Protocol(
+            "vid4", "Vid4", "sr", 4, "Y",
+            layout="calendar, city, foliage, walk: LQ Vid4/BIx4 or Vid4/BDx4, GT Vid4/GT (same frame names)",
+            note=_SR_NOTE,
+        ),
+        Protocol(
+            "udm10", "UDM10", "sr", 4, "Y",
+            layout="10 sequences (prepared with KAIR prepare_UDM10.py): LQ UDM10/BDx4, GT UDM10/GT",
+            note=_SR_NOTE + " Published only for BD.",
+        ),
+        Protocol(
+            "vimeo", "Vimeo-90K-T", "sr", 4, "Y",
+            septuplet=Septuplet(),
+            layout="vimeo_septuplet/sequences/<00001>/<0266>/im1..im7.png (GT) and the same tree of LQ "
+                   "frames (vimeo_septuplet_matlabLRx4 or _BDLRx4); restrict to the 7824 test clips "
+                   "with a sequence list (sep_testlist.txt)",
+            note="7 LQ frames mirrored to 14, the mean of outputs 3 and 10 scored against im4.",
+        ),
+        Protocol(
+            "dvd", "DVD", "deblur", 1, "RGB", aggregate="frame",
+            layout="10 test videos (KAIR prepare_DVD.py): LQ DVD10/test_GT_blurred, GT DVD10/test_GT",
+            note="The paper's numbers come from a MATLAB script (MATLAB psnr/ssim, averaged over all "
+                 "frames); PSNR agrees with this definition, MATLAB's SSIM on RGB differs slightly.",
+        ),
+        Protocol(
+            "gopro", "GoPro", "deblur", 1, "RGB", aggregate="frame",
+            layout="11 test videos (KAIR prepare_GoPro_as_video.py): LQ GoPro11/test_GT_blurred, "
+                   "GT GoPro11/test_GT",
+            note="The paper's numbers come from a MATLAB script (MATLAB psnr/ssim, averaged over all "
+                 "frames); PSNR agrees with this definition, MATLAB's SSIM on RGB differs slightly.",
+        ),
+        Protocol(
+            "set8", "Set8", "denoise", 1, "RGB", noise=True,
+            layout="8 sequences (tractor, touchdown, park_joy, sunflower, hypersmooth, motorbike, "
+                   "rafting, snowboard); GT only (the noisy input is generated; --lq may equal --gt)",
+            note="Gaussian noise sigma in {10, 20, 30, 40, 50}; the papers report PSNR.",
+        ),
+        Protocol(
+            "davis", "DAVIS-test", "denoise", 1, "RGB", noise=True,
+            layout="30 DAVIS-2017 test-dev sequences (480p); GT only (the noisy input is generated; "
+                   "--lq may equal --gt)",
+            note="Gaussian noise sigma in {10, 20, 30, 40, 50}; the papers report PSNR.",
+        ),
+    )
+}
+
+
+def default_protocol(task: str, scale: int) -> Protocol:
+    """A plain protocol for a task (every frame, RGB reported, mean over sequences)."""
+    if task not in ("sr", "deblur", "denoise"):
+        raise InputError(f"no evaluation protocol for task {task!r}")
+    return Protocol(f"generic-{task}", f"{task} x{scale}" if scale > 1 else task, task, scale, "RGB",
+                    noise=task == "denoise")
+
+
+def get_protocol(protocol: str | Protocol) -> Protocol:
+    """A protocol by name (see :data:`PROTOCOLS`), or the protocol itself."""
+    if isinstance(protocol, Protocol):
+        return protocol
+    key = str(protocol).lower()
+    if key not in PROTOCOLS:
+        raise InputError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[key]
+
+
+def read_sequence_list(path: str | os.PathLike) -> list[str]:
+    """Sequence names from a text file: the first token of each non-empty line.
+
+    Reads Vimeo-90K's ``sep_testlist.txt`` (``00001/0266``) and the official meta-info files
+    (``00001/0266 7 (256,448,3)``).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise InputError(f"cannot read sequence list {path}: {err}") from err
+    names = [line.split()[0].strip("/") for line in lines if line.strip() and not line.startswith("#")]
+    if not names:
+        raise InputError(f"sequence list {path} is empty")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+@dataclass(frozen=True)
+class FrameScore:
+    """Scores of one output frame (PSNR in dB)."""
+
+    name: str
+    psnr: float
+    ssim: float
+    psnr_y: float
+    ssim_y: float
+
+
+@dataclass(frozen=True)
+class SequenceScore:
+    """Scores of one sequence; the properties are means over its frames."""
+
+    name: str
+    frames: tuple[FrameScore, ...]
+
+    def mean(self, metric: str) -> float:
+        return _mean([getattr(f, metric) for f in self.frames])
+
+    psnr = property(lambda self: self.mean("psnr"))
+    ssim = property(lambda self: self.mean("ssim"))
+    psnr_y = property(lambda self: self.mean("psnr_y"))
+    ssim_y = property(lambda self: self.mean("ssim_y"))
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-frame, per-sequence and overall scores of one evaluation.
+
+    ``psnr``/``ssim``/``psnr_y``/``ssim_y`` are the headline numbers (averaged as the protocol
+    says); :meth:`mean` gives either average explicitly.
+    """
+
+    protocol: Protocol
+    sequences: tuple[SequenceScore, ...]
+    sigma: float | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def mean(self, metric: str, over: str | None = None) -> float:
+        """Mean of ``metric`` over ``"sequence"`` means or over all ``"frame"`` scores."""
+        over = over or self.protocol.aggregate
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
+        if over == "sequence":
+            return _mean([s.mean(metric) for s in self.sequences])
+        if over == "frame":
+            return _mean([getattr(f, metric) for s in self.sequences for f in s.frames])
+        raise ValueError(f"over must be 'sequence' or 'frame'; got {over!r}")
+
+    psnr = property(lambda self: self.mean("psnr"))
+    ssim = property(lambda self: self.mean("ssim"))
+    psnr_y = property(lambda self: self.mean("psnr_y"))
+    ssim_y = property(lambda self: self.mean("ssim_y"))
+
+    @property
+    def num_frames(self) -> int:
+        return sum(len(s.frames) for s in self.sequences)
+
+    @property
+    def reported(self) -> tuple[float, float]:
+        """(PSNR, SSIM) in the channel the paper reports for this benchmark."""
+        if self.protocol.channel == "Y":
+            return self.psnr_y, self.ssim_y
+        return self.psnr, self.ssim
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; infinite PSNR (identical images) becomes ``None``."""
+        p = self.protocol
+        means = {over: {m: _finite(self.mean(m, over)) for m in METRICS} for over in ("sequence", "frame")}
+        return {
+            "protocol": p.name,
+            "title": p.title,
+            "task": p.task,
+            "scale": p.scale,
+            "channel": p.channel,
+            "border": p.border,
+            "sigma": self.sigma,
+            "aggregate": p.aggregate,
+            "num_sequences": len(self.sequences),
+            "num_frames": self.num_frames,
+            "overall": means[p.aggregate],
+            "mean_over_sequences": means["sequence"],
+            "mean_over_frames": means["frame"],
+            "reported": {"channel": p.channel, "psnr": _finite(self.reported[0]),
+                         "ssim": _finite(self.reported[1])},
+            **self.extras,
+            "sequences": [
+                {
+                    "name": s.name,
+                    "num_frames": len(s.frames),
+                    **{m: _finite(s.mean(m)) for m in METRICS},
+                    "frames": [{"name": f.name, **{m: _finite(getattr(f, m)) for m in METRICS}}
+                               for f in s.frames],
+                }
+                for s in self.sequences
+            ],
+        }
+
+    def to_json(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write :meth:`to_dict` as JSON (atomically)."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        return _write_text(path, text, overwrite)
+
+    def to_csv(self, path: str | os.PathLike, *, level: str = "frame", overwrite: bool = False) -> Path:
+        """Write one row per frame (``level="frame"``) or per sequence (``"sequence"``), atomically."""
+        if level not in ("frame", "sequence"):
+            raise ValueError(f"level must be 'frame' or 'sequence'; got {level!r}")
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        if level == "frame":
+            writer.writerow(["sequence", "frame", *METRICS])
+            for s in self.sequences:
+                for f in s.frames:
+                    writer.writerow([s.name, f.name, *(repr(float(getattr(f, m))) for m in METRICS)])
+        else:
+            writer.writerow(["sequence", "num_frames", *METRICS])
+            for s in self.sequences:
+                writer.writerow([s.name, len(s.frames), *(repr(float(s.mean(m))) for m in METRICS)])
+        return _write_text(path, buf.getvalue(), overwrite)
+
+    def table(self) -> str:
+        """A human-readable table: one line per sequence, then the averages."""
+        p = self.protocol
+        head = f"{p.title} ({p.task} x{p.scale}" if p.scale > 1 else f"{p.title} ({p.task}"
+        head += f", sigma {self.sigma:g})" if self.sigma is not None else ")"
+        head += f": {len(self.sequences)} sequences, {self.num_frames} frames, border {p.border}; "
+        head += f"reported channel {p.channel}"
+        rows = [("sequence", "frames", "PSNR", "SSIM", "PSNR-Y", "SSIM-Y")]
+
+        def fmt(name: str, n: int | str, vals: Sequence[float]) -> tuple[str, ...]:
+            return (name, str(n), f"{vals[0]:.2f}", f"{vals[1]:.4f}", f"{vals[2]:.2f}", f"{vals[3]:.4f}")
+
+        for s in self.sequences:
+            rows.append(fmt(s.name, len(s.frames), [s.mean(m) for m in METRICS]))
+        rows.append(fmt("mean of sequences", len(self.sequences),
+                        [self.mean(m, "sequence") for m in METRICS]))
+        rows.append(fmt("mean of frames", self.num_frames, [self.mean(m, "frame") for m in METRICS]))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = [head]
+        for i, r in enumerate(rows):
+            if i == len(rows) - 2:
+                lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
+            pairs = enumerate(zip(r, widths, strict=True))
+            cells = (c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in pairs)
+            lines.append("  ".join(cells))
+        ps, ss = self.reported
+        lines.append(f"{p.title} {p.channel}: PSNR {ps:.2f} dB, SSIM {ss:.4f} (mean over {p.aggregate}s)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _write_text(path: str | os.PathLike, text: str, overwrite: bool) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text)
+
+    return atomic_write(path, write, overwrite=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# discovery and loading
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pair:
+    key: str  # relative folder ("" for a flat root)
+    name: str  # display / save name
+    lq: tuple[Path, ...]
+    gt: tuple[Path, ...]
+    out_names: tuple[str, ...]  # file stems of the scored outputs
+
+
+def _select(found: dict[str, list[Path]], names: Sequence[str] | None, root: Path) -> dict[str, list[Path]]:
+    if names is None:
+        return found
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise InputError(f"{len(missing)} listed sequence(s) not found under {root}: {', '.join(missing[:5])}"
+                         + (" ..." if len(missing) > 5 else ""))
+    return {n: found[n] for n in names}
+
+
+def _pairs(lq_root: Path | None, gt_root: Path, proto: Protocol, names: Sequence[str] | None) -> list[_Pair]:
+    gt_found = _select(find_sequences(gt_root), names, gt_root)
+    if proto.noise:
+        lq_found = gt_found
+    else:
+        if lq_root is None:
+            raise InputError(f"protocol {proto.name} needs an LQ folder")
+        lq_found = _select(find_sequences(lq_root), names, lq_root)
+        only_lq = [k or "." for k in lq_found if k not in gt_found]
+        only_gt = [k or "." for k in gt_found if k not in lq_found]
+        if only_lq or only_gt:
+            parts = []
+            if only_lq:
+                parts.append(f"only in LQ ({lq_root}): {', '.join(only_lq[:5])}")
+            if only_gt:
+                parts.append(f"only in GT ({gt_root}): {', '.join(only_gt[:5])}")
+            raise InputError("LQ and GT folders hold different sequences; " + "; ".join(parts))
+    pairs = []
+    for key, gt_frames in gt_found.items():
+        name = key or gt_root.name
+        if proto.septuplet is not None:
+            sep = proto.septuplet
+            folder_lq = (lq_root if not proto.noise else gt_root) / key
+            lq = tuple(folder_lq / f for f in sep.lq_frames)
+            gt = (gt_root / key / sep.gt_frame,)
+            for f in (*lq, *gt):
+                if not f.is_file():
+                    raise InputError(f"sequence {name}: {f.name} not found in {f.parent}")
+            pairs.append(_Pair(key, name, lq, gt, (Path(sep.gt_frame).stem,)))
+            continue
+        lq_frames = lq_found[key]
+        if len(lq_frames) != len(gt_frames):
+            raise InputError(f"sequence {name}: {len(lq_frames)} LQ frames but {len(gt_frames)} GT frames")
+        pairs.append(_Pair(key, name, tuple(lq_frames), tuple(gt_frames), tuple(p.stem for p in lq_frames)))
+    return pairs
+
+
+def _load_frames(paths: Sequence[Path], what: str, seq: str) -> list[np.ndarray]:
+    frames = [read_image(p) for p in paths]
+    shape = frames[0].shape
+    for p, f in zip(paths, frames, strict=True):
+        if f.shape != shape:
+            raise InputError(f"sequence {seq}: {what} frame {p.name} is {f.shape[1]}x{f.shape[0]}, "
+                             f"the first is {shape[1]}x{shape[0]}")
+    return frames
+
+
+def _stack_float(frames: Sequence[np.ndarray]) -> torch.Tensor:
+    """(T, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.stack([image_to_float(f) for f in frames])).permute(0, 3, 1, 2).contiguous()
+
+
+def _gt_uint8(frame: np.ndarray) -> np.ndarray:
+    return frame if frame.dtype == np.uint8 else to_uint8(image_to_float(frame))
+
+
+def _make_noisy(gt: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    noisy = add_gaussian_noise(gt, sigma, seed=seed)
+    t, _, h, w = gt.shape
+    level = torch.full((t, 1, h, w), sigma / 255.0, dtype=torch.float32)
+    return torch.cat([noisy, level], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    restore_fn: RestoreFn,
+    lq_root: str | os.PathLike | None,
+    gt_root: str | os.PathLike,
+    protocol: str | Protocol,
+    *,
+    sigma: float | None = None,
+    save_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    sequences: Sequence[str] | None = None,
+    scale: int | None = None,
+    overwrite: bool = False,
+) -> EvalResult:
+    """Restore every sequence with ``restore_fn`` and score it against the ground truth.
+
+    Args:
+        restore_fn: ``(T, C, H, W)`` float32 [0, 1] CPU tensor -> ``(T, 3, s*H, s*W)`` tensor (any
+            device); see :data:`RestoreFn`. It is called once per sequence with the whole clip.
+        lq_root: LQ frames (ignored, may be None, for noise protocols: the input is made from GT).
+        gt_root: ground-truth frames.
+        protocol: a name from :data:`PROTOCOLS` or a :class:`Protocol`.
+        sigma: noise level on the 0..255 scale; required by (and only allowed for) noise protocols.
+        save_dir: write the restored 8-bit frames as ``save_dir/<sequence>/<LQ frame name>.png``.
+        progress: show a progress bar.
+        sequences: evaluate only these sequences (relative folder names, e.g. ``00001/0266``).
+        scale: override the protocol's scale (custom models).
+        overwrite: replace existing files in ``save_dir``.
+
+    Raises:
+        InputError: missing/empty folders, different sequences or frame counts, frame sizes that
+            do not agree with the scale, a missing or unexpected ``sigma``, existing output files,
+            or a ``restore_fn`` result of the wrong shape.
+    """
+    proto = get_protocol(protocol)
+    if scale is not None:
+        proto = replace(proto, scale=int(scale))
+    if proto.noise:
+        if sigma is None:
+            raise InputError(f"protocol {proto.name} adds Gaussian noise: give its level as sigma (--sigma)")
+        if not (0 <= sigma and math.isfinite(sigma)):
+            raise InputError(f"sigma must be >= 0; got {sigma}")
+    elif sigma is not None:
+        raise InputError(f"sigma is only used by denoising protocols; {proto.name} does not add noise")
+    gt_root = Path(gt_root)
+    lq_root = Path(lq_root) if lq_root is not None else None
+    pairs = _pairs(lq_root, gt_root, proto, sequences)
+    save_root = Path(save_dir) if save_dir is not None else None
+    if save_root is not None and not overwrite:
+        for pr in pairs:
+            for stem in pr.out_names:
+                target = save_root / pr.name / f"{stem}.png"
+                if target.exists():
+                    raise InputError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
+
+    from tqdm.auto import tqdm
+
+    results = []
+    bar = tqdm(pairs, desc=f"eval {proto.title}", unit="seq", disable=not progress)
+    for pr in bar:
+        score = _evaluate_sequence(restore_fn, pr, proto, sigma, save_root)
+        results.append(score)
+        log.info("%s: PSNR %.2f dB, SSIM %.4f, PSNR-Y %.2f dB, SSIM-Y %.4f (%d frames)", pr.name,
+                 score.psnr, score.ssim, score.psnr_y, score.ssim_y, len(score.frames))
+        if progress:
+            bar.set_postfix_str(f"{pr.name}: {score.psnr:.2f} dB")
+    return EvalResult(proto, tuple(results), sigma)
+
+
+def _evaluate_sequence(restore_fn: RestoreFn, pr: _Pair, proto: Protocol, sigma: float | None,
+                       save_root: Path | None) -> SequenceScore:
+    gt_frames = _load_frames(pr.gt, "GT", pr.name)
+    if proto.noise:
+        lq = _make_noisy(_stack_float(gt_frames), sigma, proto.noise_seed)
+    else:
+        lq = _stack_float(_load_frames(pr.lq, "LQ", pr.name))
+    h, w = lq.shape[-2:]
+    gh, gw = gt_frames[0].shape[:2]
+    if (gh, gw) != (h * proto.scale, w * proto.scale):
+        raise InputError(f"sequence {pr.name}: GT frames are {gw}x{gh} but LQ frames are {w}x{h}; "
+                         f"protocol {proto.name} expects GT = {proto.scale} x LQ")
+    if proto.septuplet is not None and proto.septuplet.mirror:
+        lq = torch.cat([lq, lq.flip(0)], 0)
+
+    out = restore_fn(lq)
+    expected = (lq.shape[0], 3, gh, gw)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"sequence {pr.name}: restore_fn returned {got}, expected {expected} "
+                         f"(is the model's scale {proto.scale}?)")
+    out = out.detach()
+    if proto.septuplet is not None:
+        picks = [out[i] for i in proto.septuplet.outputs]
+        out = (sum(picks[1:], picks[0]) / len(picks))[None]
+
+    frames = []
+    for i, stem in enumerate(pr.out_names):
+        img = to_uint8(out[i].float().cpu())
+        ref = _gt_uint8(gt_frames[i])
+        b = proto.border
+        frames.append(FrameScore(stem, psnr(img, ref, border=b), ssim(img, ref, border=b),
+                                 psnr(img, ref, border=b, y_channel=True),
+                                 ssim(img, ref, border=b, y_channel=True)))
+        if save_root is not None:
+            write_image(save_root / pr.name / f"{stem}.png", img, overwrite=True)
+    return SequenceScore(pr.name, tuple(frames))

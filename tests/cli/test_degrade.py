@@ -1,0 +1,88 @@
+"""``rvrt degrade`` on tiny generated frame folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rvrt.cli import main
+from rvrt.data.degradations import add_gaussian_noise, bd_degrade, imresize
+from rvrt.data.frames import read_image, write_image
+
+
+def _tree(root, seqs=("s1", "s2"), n=2, h=18, w=22, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for seq in seqs:
+        for i in range(n):
+            img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            write_image(root / seq / f"f{i}.png", img)
+            out[f"{seq}/f{i}.png"] = img
+    return out
+
+
+def test_bi_mirrors_the_tree_and_modcrops(tmp_path):
+    frames = _tree(tmp_path / "gt")
+    assert main(["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "lr"), "--kind", "bi", "--quiet"]) == 0
+    for rel, img in frames.items():
+        out = read_image(tmp_path / "lr" / rel)
+        assert out.shape == (4, 5, 3)
+        assert np.array_equal(out, imresize(img[:16, :20], 0.25))
+
+
+def test_bd_variants_and_glob(tmp_path):
+    frames = _tree(tmp_path / "gt", seqs=("s",))
+    pattern = str(tmp_path / "gt" / "s" / "*.png")
+    assert main(["degrade", pattern, "-o", str(tmp_path / "bd"), "--kind", "bd", "--bd-variant", "duf",
+                 "--quiet"]) == 0
+    for rel, img in frames.items():
+        name = rel.split("/")[1]
+        assert np.array_equal(read_image(tmp_path / "bd" / name), bd_degrade(img, variant="duf"))
+    assert main(["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "bd2"), "--kind", "bd", "--scale", "2",
+                 "--sigma", "1.0", "--quiet"]) == 0
+    img = frames["s/f0.png"]
+    assert np.array_equal(read_image(tmp_path / "bd2" / "s" / "f0.png"), bd_degrade(img, 2, 1.0))
+
+
+def test_noise_is_drawn_per_sequence_and_reproducible(tmp_path):
+    frames = _tree(tmp_path / "gt", seqs=("s1", "s2"), n=3)
+    args = ["degrade", str(tmp_path / "gt"), "--kind", "noise", "--sigma", "25", "--quiet"]
+    assert main([*args, "-o", str(tmp_path / "n1")]) == 0
+    assert main([*args, "-o", str(tmp_path / "n2")]) == 0
+    assert main([*args, "-o", str(tmp_path / "n3"), "--seed", "5"]) == 0
+    clip = torch.from_numpy(np.stack([frames[f"s2/f{i}.png"] for i in range(3)]))
+    clip = clip.permute(0, 3, 1, 2).float() / 255
+    noisy = add_gaussian_noise(clip, 25, seed=0).clamp(0, 1).mul(255).round().to(torch.uint8)
+    noisy = noisy.permute(0, 2, 3, 1)
+    for i in range(3):
+        a = read_image(tmp_path / "n1" / "s2" / f"f{i}.png")
+        assert np.array_equal(a, noisy[i].numpy())
+        assert np.array_equal(a, read_image(tmp_path / "n2" / "s2" / f"f{i}.png"))
+        assert not np.array_equal(a, read_image(tmp_path / "n3" / "s2" / f"f{i}.png"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--kind", "noise"], "needs --sigma"),
+        (["--kind", "bi", "--sigma", "2"], "does not apply"),
+        (["--kind", "bd", "--seed", "1"], "only applies"),
+    ],
+)
+def test_bad_options_exit_2(tmp_path, capsys, extra, message):
+    _tree(tmp_path / "gt", seqs=("s",), n=1)
+    assert main(["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_existing_output_and_missing_input(tmp_path, capsys):
+    _tree(tmp_path / "gt", seqs=("s",), n=1)
+    args = ["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "o"), "--kind", "bi", "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert main(["degrade", str(tmp_path / "none"), "-o", str(tmp_path / "o"), "--kind", "bi"]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""Synthetic media for tests: smooth moving frames and small videos with optional audio."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+NTSC = Fraction(30000, 1001)
+W, H = 64, 48
+
+
+def smooth_frames(n: int, width: int = W, height: int = H) -> list[np.ndarray]:
+    """Moving gradients: survive 4:2:0 chroma subsampling with small errors, unlike noise."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    out = []
+    for t in range(n):
+        r = 128 + 100 * np.sin((xx + 3 * t) / 9)
+        g = 128 + 90 * np.cos((yy - 2 * t) / 7)
+        b = 60 + 2 * xx + yy
+        out.append(np.dstack([r, g, b]).clip(0, 255).round().astype(np.uint8))
+    return out
+
+
+def make_video(path: Path, frames, *, codec="libx264", pix_fmt="yuv420p", rate=NTSC, audio=False,
+                tags=None, rotation=None, in_fmt="rgb24", options=None) -> Path:  # fmt: skip
+    out = av.open(str(path), "w")
+    stream = out.add_stream(codec, rate=rate)
+    stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+    stream.pix_fmt = pix_fmt
+    stream.options = options or ({"preset": "ultrafast", "crf": "12"} if codec == "libx264" else {})
+    matrix = None
+    if tags:
+        cc = stream.codec_context
+        cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = tags
+        matrix = {1: "ITU709", 5: "ITU601", 6: "ITU601"}[tags[2]]
+    if rotation is not None:
+        stream.set_display_rotation(rotation)
+    if audio:
+        astream = out.add_stream("aac", rate=48000)
+    for i, arr in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(arr, format=in_fmt)
+        if in_fmt != pix_fmt:
+            frame = frame.reformat(format=pix_fmt, dst_colorspace=matrix, dst_color_range=tags and tags[3])
+        frame.pts = i
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    if audio:
+        total = int(48000 * len(frames) / rate)
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(total) / 48000)).astype(np.float32)
+        for pos in range(0, total, 1024):
+            chunk = tone[pos : pos + 1024]
+            aframe = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
+            aframe.sample_rate, aframe.pts = 48000, pos
+            for packet in astream.encode(aframe):
+                out.mux(packet)
+        for packet in astream.encode():
+            out.mux(packet)
+    out.close()
+    return path
