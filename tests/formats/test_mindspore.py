@@ -292,6 +292,10 @@ def test_pytorch_file_named_ckpt_is_read_as_pytorch(tmp_path):
     path = tmp_path / "lightning.ckpt"
     torch.save({"state_dict": {"w": torch.ones(2)}}, path)
     assert torch.equal(load_state_dict_file(path)["w"], torch.ones(2))
+    empty = tmp_path / "empty.ckpt"  # anything else is diagnosed as a MindSpore checkpoint
+    empty.write_bytes(b"")
+    with pytest.raises(WeightsError, match="holds no tensors"):
+        load_state_dict_file(empty)
 
 
 # --------------------------------------------------------------------------- loading through the API and CLI

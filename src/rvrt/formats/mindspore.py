@@ -241,14 +241,15 @@ def read_ckpt(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def looks_like_ckpt(path: str | os.PathLike) -> bool:
-    """Whether a file starts like a MindSpore checkpoint (a length-delimited field 1), as
-    opposed to a PyTorch file that happens to end in ``.ckpt`` (zip or pickle)."""
+    """Whether a ``.ckpt`` file should be read as a MindSpore checkpoint: anything but a PyTorch
+    file (a zip archive or a pickle, e.g. a Lightning checkpoint), so that damaged or encrypted
+    MindSpore files get this reader's diagnosis."""
     try:
         with open(path, "rb") as f:
-            head = f.read(2)
+            head = f.read(4)
     except OSError:
-        return False
-    return len(head) == 2 and head[0] == 0x0A
+        return True  # let the reader report it
+    return not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80")
 
 
 # --------------------------------------------------------------------------- name mapping
