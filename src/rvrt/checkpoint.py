@@ -137,6 +137,7 @@ def save_safetensors(
     config: Mapping[str, Any] | None = None,
     name: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    include_buffers: bool = False,
 ) -> Path:
     """Write weights as ``.safetensors`` (atomically), with the architecture in the metadata.
 
@@ -145,10 +146,15 @@ def save_safetensors(
         arch, config, name: stored as ``rvrt.arch``, ``rvrt.config`` (JSON of the official
             constructor kwargs) and ``rvrt.name`` so that :func:`rvrt.load_model` can rebuild it.
         metadata: further string entries.
+        include_buffers: keep a model's buffers (constants the model rebuilds itself, such as the
+            relative position index tables; left out by default to keep files small).
     """
     from safetensors.torch import save_file
 
     sd = state.state_dict() if isinstance(state, nn.Module) else dict(state)
+    if isinstance(state, nn.Module) and not include_buffers:
+        buffers = {k for k, _ in state.named_buffers()}
+        sd = {k: v for k, v in sd.items() if k not in buffers}
     # safetensors refuses shared or non-contiguous storage; weights are small, copy them
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
@@ -194,12 +200,18 @@ def _describe(diff: dict, limit: int = 8) -> str:
 
 
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "weights") -> nn.Module:
-    """Load ``state_dict`` into ``model`` strictly.
+    """Load ``state_dict`` into ``model`` strictly (buffers the file leaves out keep the model's values).
 
     Raises:
         WeightsError: keys or shapes differ, with the list of missing, unexpected and
             mismatched keys (weights for another architecture or config).
     """
+    buffers = dict(model.named_buffers())
+    missing_buffers = {k: v for k, v in buffers.items() if k not in state_dict and k in model.state_dict()}
+    if missing_buffers:
+        # buffers of these models are constants of the architecture (position tables, normalisation
+        # constants); files written by rvrt leave them out and the model's own values stand in
+        state_dict = {**state_dict, **missing_buffers}
     diff = state_dict_mismatch(model, state_dict)
     if diff["missing"] or diff["unexpected"] or diff["mismatched"]:
         raise WeightsError(

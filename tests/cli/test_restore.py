@@ -142,3 +142,12 @@ def test_bad_input_is_one_clear_line(clip, sr_weights, tmp_path, capsys, monkeyp
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert (tmp_path / "exists.mp4").read_bytes() == b"keep me"
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_compiled_runner_gives_the_same_frames(sr_weights):
+    frames = [torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in smooth_frames(2, 36, 36)]
+    model = rvrt.load_model(sr_weights)
+    plain = dict(rvrt.restore_iter(frames, model=model, tile=(0, 0, 0)))
+    # the "aot_eager" backend traces and runs the graph without generating code (fast in CI)
+    traced = dict(rvrt.restore_iter(frames, model=model, tile=(0, 0, 0), compile="aot_eager"))
+    torch.testing.assert_close(traced[1], plain[1], rtol=0, atol=1e-5)

@@ -130,3 +130,23 @@ def test_rvrt_tiled_is_close_to_untiled(rvrt_meta):
     # each tile sees other borders, so RVRT (random weights here) differs a little; the blend keeps it a
     # small fraction of what the network adds to the upsampled input
     assert err.mean() < 0.25 * net.abs().mean()
+
+
+def test_out_of_memory_backs_off_to_smaller_tiles_or_says_what_to_do():
+    sizes = []
+
+    def picky(x):  # pretend tiles above 64 x 64 input pixels do not fit
+        sizes.append(tuple(x.shape[-2:]))
+        if x.shape[-2] * x.shape[-1] > 64 * 64:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return pixelwise(2)(x)
+
+    frames = _video(3, 150, 130)
+    out = _restore(picky, frames, 2, (0, 0, 0), (0, 8, 8), backoff=True)
+    whole = _restore(pixelwise(2), frames, 2, (0, 0, 0), (0, 0, 0))
+    assert all(torch.equal(out[i], whole[i]) for i in whole)
+    assert sizes[0] == (150, 130) and max(h * w for h, w in sizes[-4:]) <= 64 * 64
+    from rvrt.errors import InputError
+
+    with pytest.raises(InputError, match="smaller --tile"):
+        _restore(picky, frames, 2, (0, 0, 0), (0, 8, 8))

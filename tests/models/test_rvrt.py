@@ -173,3 +173,16 @@ def test_config_from_official_kwargs_and_back():
         rvrt.RVRTConfig.from_kwargs(upscal=4)
     with pytest.raises(ValueError, match="upscale"):
         rvrt.RVRTConfig(upscale=2)
+
+
+@pytest.mark.parametrize(("dtype", "min_psnr"), [(torch.bfloat16, 40.0), (torch.float16, 50.0)])
+def test_autocast_half_precision_stays_close_to_float32(sr, dtype, min_psnr):
+    x = _clip(4, 36, 40, seed=6)
+    with torch.no_grad():
+        ref = sr(x)
+        with torch.autocast("cpu", dtype=dtype):
+            flows = sr.compute_flows(x, mirror=False)
+            out = sr(x).float()
+    assert all(f.dtype == torch.float32 for f in flows)  # flows stay float32 under autocast
+    psnr = 10 * torch.log10(1 / (out - ref).pow(2).mean())
+    assert psnr > min_psnr, f"{dtype}: {psnr:.1f} dB from float32"

@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", help="encoder preset (e.g. x264: ultrafast ... veryslow)")
     p.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG output bit depth (default: the input's)")
     p.add_argument("--fps", type=float, help="output frame rate for frame-folder inputs (default 25)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long videos)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into a frames folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.output, model=args.model, weights=args.weights, device=args.device, dtype=args.dtype,
         tile=_parse_tile(args.tile), tile_overlap=args.tile_overlap, sigma=args.sigma, add_noise=args.add_noise,
         seed=args.seed, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, codec=args.codec,
-        crf=args.crf, preset=args.preset, bit_depth=args.bit_depth, fps=args.fps,
+        crf=args.crf, preset=args.preset, bit_depth=args.bit_depth, fps=args.fps, compile=args.compile,
     )
     if not args.quiet:
         print(f"rvrt restore: {summary.line()}", file=sys.stderr)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rvrt.errors import InputError
 from rvrt.inference.tiling import BlendBuffer, crossfade, restore_window
 
 __all__ = ["WindowSchedule", "restore_frames", "model_runner", "RunStats", "peak_host_memory_mb"]
@@ -111,6 +112,7 @@ def restore_frames(
     total: int | None = None,
     first_frame: int = 0,
     skip_until: int = 0,
+    backoff: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Restore a stream of frames; yield ``(index, frame)`` as soon as each output frame is final.
 
@@ -124,11 +126,14 @@ def restore_frames(
         total: number of frames of the whole video if known (else discovered at the end).
         first_frame: index of the first frame of ``frames`` (a resumed run reads from a window start).
         skip_until: do not yield frames with a smaller index (already written by an earlier run).
+        backoff: on out-of-memory, halve the spatial tile and retry (``--tile auto``); otherwise
+            out-of-memory raises :class:`~rvrt.errors.InputError` advising a smaller tile.
 
     Yields:
         ``(index, frame)``, frames ``(3, s*H, s*W)`` float32 on ``device``, unclamped, in order.
     """
     sched = WindowSchedule(tile[0], overlap[0] if tile[0] > 0 else 0)
+    spatial = tuple(tile[1:])
     it = iter(frames)
     buf: deque[torch.Tensor] = deque()  # input frames from buf_start on
     buf_start = first_frame
@@ -158,9 +163,25 @@ def restore_frames(
         fade_in = max(0, prev_end - start)
         fade_out = max(0, stop - nxt) if nxt is not None else 0
         tw = crossfade(stop - start, min(fade_in, stop - start), min(fade_out, stop - start))
-        block = restore_window(run, window, scale=scale, tile=tile[1:], overlap=overlap[1:], time_weights=tw,
-                              out=BlendBuffer(stop - start, 3, window.shape[2] * scale, window.shape[3] * scale,
-                                              device))
+        while True:
+            try:
+                block = restore_window(run, window, scale=scale, tile=spatial, overlap=overlap[1:], time_weights=tw,
+                                      out=BlendBuffer(stop - start, 3, window.shape[2] * scale,
+                                                      window.shape[3] * scale, device))
+                break
+            except torch.OutOfMemoryError as err:
+                block = None
+                smaller = _smaller_tile(spatial, window.shape[2], window.shape[3], overlap[1:]) if backoff else None
+                if smaller is None:
+                    raise InputError(
+                        f"out of memory restoring tiles of {spatial[0] or window.shape[2]}x"
+                        f"{spatial[1] or window.shape[3]} pixels x {stop - start} frames; use a smaller --tile "
+                        "(or --tile auto)"
+                    ) from err
+                log.warning("out of memory with tiles of %s pixels; retrying with %s", spatial, smaller)
+                spatial = smaller
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
         _merge(acc, start, block)
         del block, window
         done_before = nxt if nxt is not None else stop
@@ -177,16 +198,36 @@ def restore_frames(
         start = nxt
 
 
-def model_runner(model: torch.nn.Module, *, device: torch.device, dtype: torch.dtype,
-                 extra_channel: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def _smaller_tile(tile: tuple[int, int], h: int, w: int, overlap: tuple[int, int]) -> tuple[int, int] | None:
+    """Half the spatial tile (multiples of 8, at least 64 px and more than twice the overlap), or None."""
+    th, tw = tile[0] or h, tile[1] or w
+    nh = max(64, (th // 2) // 8 * 8, 2 * overlap[0] + 8)
+    nw = max(64, (tw // 2) // 8 * 8, 2 * overlap[1] + 8)
+    if nh >= th and nw >= tw:
+        return None
+    return (0 if nh >= h else min(nh, th), 0 if nw >= w else min(nw, tw))
+
+
+def model_runner(
+    model: torch.nn.Module,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    extra_channel: float | None = None,
+    compile: bool | str = False,
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Wrap a model for :func:`restore_frames`: moves a window to ``device``, runs it under
     ``torch.inference_mode`` (with autocast for half precision) and returns float32.
 
     Args:
         extra_channel: append a constant channel with this value (the sigma map of non-blind
             denoising models, ``sigma / 255``).
+        compile: run the model through ``torch.compile`` (``True``, or the name of a backend).
+            Tiles of one size share one compiled graph; border tiles of other sizes compile once more.
     """
     autocast = dtype in (torch.float16, torch.bfloat16)
+    if compile:
+        model = torch.compile(model, backend=compile if isinstance(compile, str) else "inductor", dynamic=False)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         x = x.to(device, torch.float32)

@@ -212,6 +212,7 @@ def restore_iter(
     sigma: float | None = None,
     add_noise: bool = False,
     seed: int = 0,
+    compile: bool | str = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Restore frames one by one as soon as each is final.
 
@@ -219,7 +220,7 @@ def restore_iter(
         source: a video file, a folder of frames or a glob; or an iterable of frames
             (``(H, W, 3)`` uint8/uint16 arrays or ``(3, H, W)`` float tensors in [0, 1]).
         model, weights: see :func:`prepare_model`.
-        device, dtype, tile, tile_overlap, sigma, add_noise, seed: as for :func:`restore`.
+        device, dtype, tile, tile_overlap, sigma, add_noise, seed, compile: as for :func:`restore`.
 
     Yields:
         ``(index, frame)`` with ``frame`` a ``(3, s*H, s*W)`` float32 CPU tensor in [0, 1].
@@ -246,8 +247,9 @@ def restore_iter(
         frames = _noisy(frames, sigma, seed, 0)
     net.to(dev)
     t, ov = plan_tiles(spec, tile, tile_overlap, height=h, width=w, device=dev, dtype=dt)
-    run = model_runner(net, device=dev, dtype=dt, extra_channel=extra)
-    for i, frame in restore_frames(run, frames, scale=spec.scale, tile=t, overlap=ov, device=dev):
+    run = model_runner(net, device=dev, dtype=dt, extra_channel=extra, compile=compile)
+    for i, frame in restore_frames(run, frames, scale=spec.scale, tile=t, overlap=ov, device=dev,
+                                   backoff=tile == "auto"):
         yield i, frame.clamp_(0, 1).cpu()
 
 
@@ -272,6 +274,7 @@ def restore(
     preset: str | None = None,
     bit_depth: int | None = None,
     fps: float | None = None,
+    compile: bool | str = False,
 ) -> RestoreSummary:
     """Restore a video (file, frames folder or glob) into a video file or a folder of PNG frames.
 
@@ -296,6 +299,7 @@ def restore(
         resume: continue an interrupted run into a frames folder.
         progress: progress bar on stderr.
         codec, crf, preset, bit_depth, fps: output encoding (bit_depth 8 or 16 for PNG frames).
+        compile: run the model through ``torch.compile`` (worth it on a GPU for long videos).
 
     Raises:
         InputError: bad input, impossible options (one clear message).
@@ -328,7 +332,7 @@ def restore(
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     net.to(dev)
-    run = model_runner(net, device=dev, dtype=dt, extra_channel=extra)
+    run = model_runner(net, device=dev, dtype=dt, extra_channel=extra, compile=compile)
     total = info.frame_count
     bar = None
     if progress:
@@ -344,7 +348,7 @@ def restore(
                 frames = _noisy(frames, sigma, seed, first)
             for _, frame in restore_frames(run, frames, scale=s, tile=t, overlap=ov, device=dev,
                                            total=total if info.kind == "frames" else None, first_frame=first,
-                                           skip_until=done):
+                                           skip_until=done, backoff=tile == "auto"):
                 writer.write(_to_uint(frame, bit_depth))
                 count += 1
                 if bar is not None:

@@ -169,9 +169,16 @@ class GuidedDeformableAttention(nn.Module):
         return channels_linear(module[1], x)
 
     def _offsets(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.conv_offset:
+        """``max_residue_magnitude * tanh(conv_offset(x))``. The last layer and the tanh run in float32
+        even under autocast: offsets are sampling positions, and half precision cannot hold them."""
+        *body, head = self.conv_offset
+        for layer in body:
             x = conv3d_per_frame(layer, x) if isinstance(layer, nn.Conv3d) else layer(x)
-        return x
+        with torch.autocast(x.device.type, enabled=False):
+            dt = torch.promote_types(x.dtype, torch.float32)
+            n, t, c, h, w = x.shape
+            y = F.conv2d(x.reshape(n * t, c, h, w).to(dt), head.weight.squeeze(2).to(dt), head.bias.to(dt))
+            return self.max_residue_magnitude * torch.tanh(y.reshape(n, t, -1, h, w))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v_warped: list[torch.Tensor],
                 flows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -186,7 +193,7 @@ class GuidedDeformableAttention(nn.Module):
             aligned features ``(N, clip, C, H, W)`` and the two updated flows (mean offsets, dx/dy).
         """
         n, t, c, h, w = q.shape
-        raw = self.max_residue_magnitude * torch.tanh(self._offsets(torch.cat([q, *v_warped, *flows], 2)))
+        raw = self._offsets(torch.cat([q, *v_warped, *(f.to(q.dtype) for f in flows)], 2))
         per_slot = raw.shape[2] // self.clip_size
         # each slot's residual offsets plus its flow, repeated for every group and tap as (dy, dx)
         slots = [
@@ -348,10 +355,14 @@ class RVRT(ClipRecurrentNet):
         For a mirror-extended clip the forward flows are the backward flows reversed in time.
         """
         n, t, c, h, w = lq.shape
+        if lq.dtype not in (torch.float32, torch.float64):
+            lq = lq.float()
         a = lq[:, :-1].reshape(-1, c, h, w)
         b = lq[:, 1:].reshape(-1, c, h, w)
-        backward = self.spynet(a, b).view(n, t - 1, 2, h, w)
-        forward = backward.flip(1) if mirror else self.spynet(b, a).view(n, t - 1, 2, h, w)
+        # flows are pixel displacements: computed in float32 even under autocast
+        with torch.autocast(lq.device.type, enabled=False):
+            backward = self.spynet(a, b).view(n, t - 1, 2, h, w)
+            forward = backward.flip(1) if mirror else self.spynet(b, a).view(n, t - 1, 2, h, w)
         return backward, forward
 
     def extract_features(self, x: torch.Tensor, *, offload: bool = False) -> dict[str, Any]:

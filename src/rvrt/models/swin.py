@@ -13,6 +13,8 @@ VRT adds two options to the same blocks: mutual attention between the two frames
 from __future__ import annotations
 
 import math
+import os
+import weakref
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -119,6 +121,22 @@ def shift_mask(size: Size3, window: Size3, shift: Size3, device: torch.device) -
     return _shift_mask_cpu(tuple(size), tuple(window), tuple(shift)).to(device)
 
 
+_BIAS_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FUSED = os.environ.get("RVRT_FUSED_ATTENTION", "1") not in ("0", "false", "False")
+
+
+def fused_attention() -> bool:
+    """Whether window attention runs through ``F.scaled_dot_product_attention`` (the default) or
+    the explicit reference math (``RVRT_FUSED_ATTENTION=0`` or :func:`set_fused_attention`)."""
+    return _FUSED
+
+
+def set_fused_attention(enabled: bool) -> None:
+    """Switch between the fused (SDPA) and the explicit window-attention path, process-wide."""
+    global _FUSED
+    _FUSED = bool(enabled)
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside 3-D windows, with a learned relative position bias.
 
@@ -149,11 +167,28 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def bias(self, n: int) -> torch.Tensor | None:
-        """``(heads, n, n)`` relative position bias for windows of ``n`` tokens."""
+        """``(heads, n, n)`` relative position bias for windows of ``n`` tokens.
+
+        Outside autograd the gathered bias is memoised per table, window volume and table
+        version (an optimizer step or ``load_state_dict`` bumps the version), so inference
+        gathers it once per window size instead of on every call.
+        """
         if not self.has_position_bias:
             return None
+        table = self.relative_position_bias_table
+        if torch.is_grad_enabled() and table.requires_grad:
+            return self._gather_bias(n)
+        key = (n, table._version, table.device, table.dtype)
+        memo = _BIAS_MEMO.setdefault(self, {})
+        if key not in memo:
+            for stale in [k for k in memo if k[1] != table._version]:
+                del memo[stale]
+            memo[key] = self._gather_bias(n).detach()
+        return memo[key]
+
+    def _gather_bias(self, n: int) -> torch.Tensor:
         idx = self.relative_position_index[:n, :n].reshape(-1)
-        return self.relative_position_bias_table[idx].view(n, n, -1).permute(2, 0, 1)
+        return self.relative_position_bias_table[idx].view(n, n, -1).permute(2, 0, 1).contiguous()
 
     def _heads(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B_, N, 3C)`` projections -> q, k, v of shape ``(B_, heads, N, C / heads)``."""
@@ -168,6 +203,8 @@ class WindowAttention(nn.Module):
         ``mask`` is the ``(nW, N, N)`` shift mask of the group; only its ``[:n, :n]`` corner is used.
         """
         b_, heads, n, d = q.shape
+        if fused_attention():
+            return self._attend_fused(q, k, v, mask, bias)
         attn = (q * self.scale) @ k.transpose(-2, -1)
         if bias is not None:
             attn = attn + bias.unsqueeze(0)
@@ -177,6 +214,24 @@ class WindowAttention(nn.Module):
             attn = attn.view(-1, heads, n, n)
         attn = torch.softmax(attn, dim=-1)
         return (attn @ v).transpose(1, 2).reshape(b_, n, heads * d)
+
+    def _attend_fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        """Same as the explicit path through ``F.scaled_dot_product_attention``: the position bias and
+        the shift mask form one additive mask, broadcast over the windows of the batch."""
+        b_, heads, n, d = q.shape
+        add = None if bias is None else bias.unsqueeze(0)  # (1, heads, n, n)
+        if mask is not None:
+            nw = mask.shape[0]
+            m = mask[:, :n, :n].unsqueeze(1)  # (nW, 1, n, n)
+            add = m.expand(nw, heads, n, n) if add is None else add + m
+            # windows of one batch element share the mask: fold them into the head axis
+            q, k, v = (t.reshape(b_ // nw, nw * heads, n, d) for t in (q, k, v))
+            add = add.reshape(1, nw * heads, n, n)
+        if add is not None:
+            add = add.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=add, scale=self.scale)
+        return out.reshape(b_, heads, n, d).transpose(1, 2).reshape(b_, n, heads * d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Args:

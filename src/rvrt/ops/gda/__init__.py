@@ -3,23 +3,29 @@
 ``reference.py`` is the specification (pure PyTorch, any device, differentiable);
 ``triton_op.py`` is a fused kernel for CUDA tensors. ``backend="auto"`` picks Triton for
 supported CUDA inputs and the reference elsewhere; asking for ``"triton"`` where it cannot
-run raises :class:`GDABackendError` instead of silently falling back.
+run raises :class:`GDABackendError` instead of silently falling back. With
+``TRITON_INTERPRET=1`` the Triton backend also runs on CPU tensors in Triton's interpreter
+(slow; for tests), but ``auto`` keeps CPU tensors on the reference.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import torch
 
+from rvrt.errors import InputError, RVRTError
 from rvrt.ops.gda.reference import gda_reference
 
 __all__ = ["guided_deformable_attention", "GDABackendError", "triton_status", "Backend"]
 
 Backend = Literal["auto", "reference", "triton"]
+logger = logging.getLogger(__name__)
+_logged_fallbacks: set[str] = set()
 
 
-class GDABackendError(RuntimeError):
+class GDABackendError(RVRTError, RuntimeError):
     """An explicitly requested GDA backend cannot run on these inputs."""
 
 
@@ -32,36 +38,40 @@ def triton_status(*tensors: torch.Tensor) -> str | None:
 
 def _check_shapes(q, kv, offset, kernel_size, attention_heads, deformable_groups, clip_size):
     if q.dim() != 4:
-        raise ValueError(f"q must be (B, C, H, W) with B = N * clip_size; got shape {tuple(q.shape)}")
+        raise InputError(f"q must be (B, C, H, W) with B = N * clip_size; got shape {tuple(q.shape)}")
     bsz, c, h, w = q.shape
     if clip_size < 1 or bsz % clip_size:
-        raise ValueError(f"q batch {bsz} must be a multiple of clip_size={clip_size}")
+        raise InputError(f"q batch {bsz} must be a multiple of clip_size={clip_size}")
     n = bsz // clip_size
     if tuple(kv.shape) != (n, clip_size, 2 * c, h, w):
-        raise ValueError(
+        raise InputError(
             f"kv must be (N, clip_size, 2C, H, W) = {(n, clip_size, 2 * c, h, w)}; got {tuple(kv.shape)}"
         )
     kh, kw = kernel_size
     if kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f"kernel_size must be odd (padding is kernel // 2); got {kernel_size}")
+        raise InputError(f"kernel_size must be odd (padding is kernel // 2); got {kernel_size}")
     expect = (bsz, clip_size * deformable_groups * kh * kw * 2, h, w)
     if tuple(offset.shape) != expect:
-        raise ValueError(
-            f"offset must be (B, clip_size * groups * kh * kw * 2, H, W) = {expect}; got {tuple(offset.shape)}"
+        raise InputError(
+            f"offset must be (B, clip_size * groups * kh * kw * 2, H, W) = {expect}; "
+            f"got {tuple(offset.shape)}"
         )
     if attention_heads < 1 or c % attention_heads:
-        raise ValueError(f"channels C={c} must be divisible by attention_heads={attention_heads}")
+        raise InputError(f"channels C={c} must be divisible by attention_heads={attention_heads}")
     if deformable_groups < 2 or deformable_groups % 2 or c % (deformable_groups // 2):
-        raise ValueError(
+        raise InputError(
             f"deformable_groups={deformable_groups} must be even and split the C={c} key channels "
             "(and the C value channels) evenly"
         )
-    if not (q.dtype == kv.dtype == offset.dtype) or not q.is_floating_point():
-        raise ValueError(
-            f"q, kv and offset must share one floating dtype; got {q.dtype}, {kv.dtype}, {offset.dtype}"
+    if q.dtype != kv.dtype or not q.is_floating_point() or offset.dtype not in (q.dtype, torch.float32, torch.float64):
+        raise InputError(
+            f"q and kv must share one floating dtype and offset must have it too or be float32; "
+            f"got {q.dtype}, {kv.dtype}, {offset.dtype}"
         )
     if not (q.device == kv.device == offset.device):
-        raise ValueError(f"q, kv and offset must be on one device; got {q.device}, {kv.device}, {offset.device}")
+        raise InputError(
+            f"q, kv and offset must be on one device; got {q.device}, {kv.device}, {offset.device}"
+        )
 
 
 def guided_deformable_attention(
@@ -81,7 +91,8 @@ def guided_deformable_attention(
         q: ``(B, C, H, W)`` queries, one frame per batch element ``b = n * clip_size + t``.
         kv: ``(N, clip_size, 2C, H, W)``: keys (first ``C`` channels) and values of each clip.
         offset: ``(B, clip_size * deformable_groups * kh * kw * 2, H, W)`` sampling offsets in
-            pixels, ``(dy, dx)`` pairs laid out ``(clip_size, groups, kh * kw, 2)``.
+            pixels, ``(dy, dx)`` pairs laid out ``(clip_size, groups, kh * kw, 2)``; float32 (or
+            the dtype of ``q``): half precision cannot address pixels of a large frame exactly.
         kernel_size: ``(kh, kw)``, odd; the window is centred (padding ``k // 2``).
         attention_heads: heads over the ``C`` channels; scale ``(C / heads) ** -0.5``.
         deformable_groups: groups over the ``2C`` key|value channels (keys use the first half).
@@ -90,6 +101,12 @@ def guided_deformable_attention(
 
     Returns:
         ``(B, C, H, W)``, the attention output for every query pixel.
+
+    Raises:
+        InputError: a shape, dtype, device or option does not fit (the message names the
+            expected shape).
+        GDABackendError: ``backend="triton"`` where the kernels cannot run (CPU tensors without
+            ``TRITON_INTERPRET=1``, float64, triton missing, ...).
     """
     kernel_size = (int(kernel_size[0]), int(kernel_size[1]))
     _check_shapes(q, kv, offset, kernel_size, attention_heads, deformable_groups, clip_size)
@@ -102,7 +119,7 @@ def guided_deformable_attention(
     if backend == "reference":
         return gda_reference(q, kv, offset, **args)
     if backend not in ("auto", "triton"):
-        raise ValueError(f"backend must be 'auto', 'reference' or 'triton'; got {backend!r}")
+        raise InputError(f"backend must be 'auto', 'reference' or 'triton'; got {backend!r}")
     if backend == "auto" and not q.is_cuda:
         return gda_reference(q, kv, offset, **args)
     try:
@@ -110,10 +127,14 @@ def guided_deformable_attention(
     except ImportError as err:  # triton missing or broken
         if backend == "triton":
             raise GDABackendError(f"the Triton GDA backend is unavailable: {err}") from err
-        return gda_reference(q, kv, offset, **args)
-    reason = triton_op.unsupported_reason(q, kv, offset)
-    if reason is not None:
+        reason = f"triton cannot be imported ({err})"
+    else:
+        reason = triton_op.unsupported_reason(q, kv, offset)
+        if reason is None:
+            return triton_op.gda_triton(q, kv, offset, **args)
         if backend == "triton":
             raise GDABackendError(f"the Triton GDA backend cannot run here: {reason}")
-        return gda_reference(q, kv, offset, **args)
-    return triton_op.gda_triton(q, kv, offset, **args)
+    if reason not in _logged_fallbacks:  # CUDA inputs on the slow path: say why, once
+        _logged_fallbacks.add(reason)
+        logger.info("guided deformable attention uses the PyTorch reference: %s", reason)
+    return gda_reference(q, kv, offset, **args)

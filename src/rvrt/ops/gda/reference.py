@@ -22,45 +22,53 @@ Semantics (those of the op used by the published RVRT models):
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["gda_reference", "bilinear_sample_zeros"]
+__all__ = ["gda_reference", "sample_zeros"]
 
 
-def bilinear_sample_zeros(table: torch.Tensor, y: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Bilinear samples from channels-last images, zero outside the image.
+def sample_zeros(img: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of ``img`` at pixel coordinates, zero outside the image.
 
     Args:
-        table: ``(M * H * W, C)``: ``M`` images of ``H x W`` pixels, one row of ``C`` channels per pixel.
-        y, x: ``(M, P)`` pixel coordinates (row, column) of ``P`` samples in each image.
-        h, w: image size.
+        img: ``(M, C, H, W)``.
+        y, x: ``(M, H', W')`` pixel coordinates (row, column).
 
     Returns:
-        ``(M, P, C)`` samples. A corner outside ``[0, H) x [0, W)`` contributes zero, so a sample
-        fades to zero over the one-pixel band around the image, like
-        ``grid_sample(..., padding_mode="zeros")``. The arithmetic (floor, fractional parts, four
-        weighted corners) is that of the modulated deformable im2col kernels.
+        ``(M, C, H', W')``. A corner outside ``[0, H) x [0, W)`` contributes zero, so a sample fades
+        to zero over the one-pixel band around the image (the rule of the deformable im2col kernels).
+
+    float64 inputs take the exact path: ``floor``, fractional parts and four weighted corners, the
+    arithmetic of the im2col kernels (and of the Triton kernel), whose position gradient at an exact
+    integer is the one-sided difference towards the next pixel. Other dtypes run on ``grid_sample``,
+    several times faster on CPU; its coordinate normalisation rounds positions by about
+    ``1e-7 * size`` pixels, far below float32 feature noise, but can pick the other one-sided
+    difference at exactly integer positions.
     """
-    m, p = y.shape
-    y0f = torch.floor(y)
-    x0f = torch.floor(x)
-    ly = y - y0f
-    lx = x - x0f
-    hy = 1 - ly
-    hx = 1 - lx
-    y0 = y0f.long()
-    x0 = x0f.long()
-    base = (torch.arange(m, device=y.device) * (h * w)).view(m, 1)
-    rows = []
-    weights = []
-    for dy, dx, wgt in ((0, 0, hy * hx), (0, 1, hy * lx), (1, 0, ly * hx), (1, 1, ly * lx)):
-        yy = y0 + dy
-        xx = x0 + dx
+    if y.dtype == torch.float64:
+        return _sample_exact(img, y, x)
+    h, w = img.shape[-2:]
+    # align_corners=False convention, g = (2p + 1) / size - 1: also valid for frames 1 pixel wide
+    grid = torch.stack(((2 * x + 1) / w - 1, (2 * y + 1) / h - 1), dim=-1)
+    if grid.dtype != img.dtype:
+        img = img.to(grid.dtype)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _sample_exact(img: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    m, c, h, w = img.shape
+    flat = img.to(y.dtype).reshape(m, c, h * w)
+    y0f, x0f = torch.floor(y), torch.floor(x)
+    ly, lx = y - y0f, x - x0f
+    y0, x0 = y0f.long(), x0f.long()
+    out = None
+    for dy, dx, wgt in ((0, 0, (1 - ly) * (1 - lx)), (0, 1, (1 - ly) * lx), (1, 0, ly * (1 - lx)), (1, 1, ly * lx)):
+        yy, xx = y0 + dy, x0 + dx
         valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        rows.append(base + yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1))
-        weights.append(torch.where(valid, wgt, torch.zeros_like(wgt)))
-    corners = table.index_select(0, torch.stack(rows).reshape(-1)).view(4, m, p, -1)
-    wts = torch.stack(weights).unsqueeze(-1)  # (4, M, P, 1)
-    return corners[0] * wts[0] + corners[1] * wts[1] + corners[2] * wts[2] + corners[3] * wts[3]
+        idx = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).reshape(m, 1, -1).expand(m, c, -1)
+        term = torch.gather(flat, 2, idx) * (wgt * valid).reshape(m, 1, -1)
+        out = term if out is None else out + term
+    return out.reshape(m, c, *y.shape[1:])
 
 
 def gda_reference(
@@ -95,36 +103,36 @@ def gda_reference(
     cg = c // half  # channels per deformable group
     hw = h * w
 
-    frames = kv.reshape(n * clip_size, 2 * c, h, w)
-    off = offset.reshape(bsz, clip_size, 2, half, taps, 2, hw)  # slot, keys|values, group, tap, (dy, dx)
+    # positions, bilinear weights, logits and sums in float32 at least: with half-precision features
+    # the samples are blended and accumulated in float32 and only the result is rounded back
+    acc = torch.promote_types(torch.promote_types(offset.dtype, q.dtype), torch.float32)
+    off = offset.reshape(bsz, clip_size, 2, half, taps, 2, h, w).to(acc)  # slot, keys|values, group, tap, dy|dx
+    ys = torch.arange(h, device=q.device, dtype=acc).view(1, 1, h, 1)
+    xs = torch.arange(w, device=q.device, dtype=acc).view(1, 1, 1, w)
+    frames = kv.reshape(n * clip_size, 2, half, cg, h, w)
     b = torch.arange(bsz, device=q.device)
-    ys = torch.arange(h, device=q.device, dtype=q.dtype).repeat_interleave(w).view(1, 1, hw)
-    xs = torch.arange(w, device=q.device, dtype=q.dtype).repeat(h).view(1, 1, hw)
-    # channels-last: one row of channels per pixel, so that a sample is a contiguous row gather
-    qs = (q * head_dim**-0.5).permute(0, 2, 3, 1).reshape(bsz, hw, heads, head_dim)
+    # frame read by slot m of query b: kv[b // clip, (m + b) % clip]
+    slots = [frames[(b // clip_size) * clip_size + (m + b) % clip_size] for m in range(clip_size)]
+    qs = (q.to(acc) * head_dim**-0.5).reshape(bsz, heads, head_dim, hw)
 
-    def tables(m: int) -> torch.Tensor:
-        # frame read by slot m of every query: kv[b // clip, (m + b) % clip], as (2, B * G/2 * HW, cg)
-        src = frames[(b // clip_size) * clip_size + (m + b) % clip_size]
-        return src.reshape(bsz, 2, half, cg, hw).permute(1, 0, 2, 4, 3).reshape(2, bsz * half * hw, cg)
-
-    def sample(table: torch.Tensor, m: int, kind: int, k: int) -> torch.Tensor:
+    def sample(m: int, kind: int, k: int) -> torch.Tensor:
+        # samples of keys (kind 0) or values (kind 1) at slot m, tap k: (B, heads, head_dim, HW)
         i, j = divmod(k, kw)
-        y = (ys + float(i - kh // 2) + off[:, m, kind, :, k, 0]).reshape(bsz * half, hw)
-        x = (xs + float(j - kw // 2) + off[:, m, kind, :, k, 1]).reshape(bsz * half, hw)
-        s = bilinear_sample_zeros(table, y, x, h, w)  # (B * G/2, HW, cg)
-        return s.view(bsz, half, hw, cg).transpose(1, 2).reshape(bsz, hw, heads, head_dim)
+        y = ys + float(i - kh // 2) + off[:, m, kind, :, k, 0]
+        x = xs + float(j - kw // 2) + off[:, m, kind, :, k, 1]
+        img = slots[m][:, kind].reshape(bsz * half, cg, h, w)
+        s = sample_zeros(img, y.reshape(bsz * half, h, w), x.reshape(bsz * half, h, w))
+        return s.reshape(bsz, heads, head_dim, hw)
 
     # Pass 1: logits of every (slot, tap) sample. Pass 2: the weighted sum of the values.
     # Two passes keep one sampled tensor alive at a time instead of an im2col buffer.
-    slot_tables = [tables(m) for m in range(clip_size)]
     logits = torch.stack(
-        [(qs * sample(slot_tables[m][0], m, 0, k)).sum(-1) for m in range(clip_size) for k in range(taps)], -1
-    )  # (B, HW, heads, clip * taps)
-    attn = torch.softmax(logits, dim=-1)
+        [(qs * sample(m, 0, k)).sum(2) for m in range(clip_size) for k in range(taps)], 2
+    )  # (B, heads, clip * taps, HW), slot-major
+    attn = torch.softmax(logits, dim=2)
     out = None
     for m in range(clip_size):
         for k in range(taps):
-            term = sample(slot_tables[m][1], m, 1, k) * attn[..., m * taps + k, None]
+            term = sample(m, 1, k) * attn[:, :, m * taps + k].unsqueeze(2)
             out = term if out is None else out + term
-    return out.reshape(bsz, h, w, c).permute(0, 3, 1, 2)
+    return out.reshape(bsz, c, h, w).to(q.dtype)
