@@ -51,6 +51,9 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "rvrt": Architecture("rvrt", "rvrt.models.rvrt:RVRT", "rvrt.models.rvrt:RVRTConfig"),
+    "rvrt_light": Architecture(
+        "rvrt_light", "rvrt.models.rvrt_light:RVRTLight", "rvrt.models.rvrt_light:RVRTLightConfig"
+    ),
     "vrt": Architecture("vrt", "rvrt.models.vrt:VRT", "rvrt.models.vrt:VRTConfig"),
 }
 
@@ -279,3 +282,40 @@ _vrt("vrt.vfi_vimeo", "009_VRT_videofi_Vimeo_4frames", _VRT_VFI, "vfi", 1,
      (Metric("Vimeo-90K-T", "RGB", 36.53, 0.977), Metric("UCF101", "RGB", 33.30, 0.970),
       Metric("DAVIS", "RGB", 27.88, 0.889)), (0, 0, 0), (0, 0, 0), 4,
      input_offsets=(0, 2, 4, 6), output_offset=3)
+
+
+# --------------------------------------------------------------------------- MindSpore (mindediting)
+# mindediting's README links the folder; the file names are those of its configs' ``load_path``
+# (``/data/LLVT/RVRT/ckpt/trained/<file>`` mirrors ``LLVT_opensource/RVRT/ckpt/trained/``).
+_MINDEDITING_RELEASE = "https://download.mindspore.cn/toolkits/mindediting/LLVT_opensource/RVRT/ckpt/trained/"
+_MINDEDITING_SOURCE = "mindspore-lab/mindediting (configs/rvrt_light, configs/rvrt, docs/rvrt.md)"
+_MINDEDITING_LICENSE = "Apache-2.0 (the mindediting repository's licence; no separate weights licence is stated)"
+# Vimeo-90K-T as mindediting evaluates it: 7 frames mirrored to 14, PSNR on Y of the centre frame
+# (mean of its two mirrored outputs), no border crop
+_MINDEDITING_VIMEO = "Y of the centre frame (mean of its two outputs), 7 frames mirrored to 14, no crop"
+
+_RVRT_LIGHT_SR = dict(
+    upscale=4, clip_size=2, img_size=[14, 64, 64], window_size=[2, 8, 8], num_blocks=[1, 2, 1], depths=[2, 2, 2],
+    embed_dims=[144, 144, 144], num_heads=[6, 6, 6], mlp_ratio=2, inputconv_groups=[1, 1, 1, 1, 1, 1],
+    max_residue_magnitude=10, attention_heads=12, attention_window=[3, 3], to_float16=False,
+    relative_position_encoding=False,
+)
+
+register(ModelSpec(
+    name="rvrt_light.sr_bi_vimeo", arch="rvrt_light", kwargs=_RVRT_LIGHT_SR, task="sr", scale=4,
+    description="RVRT Light (no optical flow, window-attention alignment): x4 video SR, bicubic (BI), Vimeo-90K",
+    weights=WeightsSpec(url=f"{_MINDEDITING_RELEASE}rvrt_light_37.91.ckpt", license=_MINDEDITING_LICENSE,
+                        source=_MINDEDITING_SOURCE),
+    metrics=(Metric("Vimeo-90K-T", "Y", 37.91, None, _MINDEDITING_VIMEO),),
+    tile=(0, 0, 0), tile_overlap=(2, 20, 20), train_frames=14,
+))
+
+register(ModelSpec(
+    name="rvrt.sr_bi_vimeo_mindspore", arch="rvrt",
+    kwargs=dict(_RVRT_SR, img_size=[14, 64, 64], mindspore_compat=True), task="sr", scale=4,
+    description="mindediting's MindSpore RVRT (tanh GELU, LayerNorm eps 1e-7): x4 video SR, bicubic (BI), Vimeo-90K",
+    weights=WeightsSpec(url=f"{_MINDEDITING_RELEASE}iter_300000_rvrt_38.12.ckpt", license=_MINDEDITING_LICENSE,
+                        source=_MINDEDITING_SOURCE),
+    metrics=(Metric("Vimeo-90K-T", "Y", 38.12, None, _MINDEDITING_VIMEO),),
+    tile=(0, 0, 0), tile_overlap=(2, 20, 20), train_frames=14,
+))
