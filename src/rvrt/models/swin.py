@@ -56,7 +56,9 @@ def _context_device() -> torch.device:
 
 @lru_cache(maxsize=64)
 def _cpu_constant(fn, *args) -> torch.Tensor:
-    with torch.device("cpu"):
+    # a first call under torch.inference_mode must not cache an inference tensor: training later
+    # in the same process would fail to save it for backward (activation checkpointing)
+    with torch.device("cpu"), torch.inference_mode(False):
         return fn(*args)
 
 
@@ -106,6 +108,7 @@ def _region_labels(size: int, window: int, shift: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
+@torch.inference_mode(False)  # cached: must stay usable by autograd (see _cpu_constant)
 def _shift_mask_cpu(size: Size3, window: Size3, shift: Size3) -> torch.Tensor:
     ld, lh, lw = (_region_labels(s, w, sh) for s, w, sh in zip(size, window, shift))
     labels = (ld.view(-1, 1, 1) * 9 + lh.view(1, -1, 1) * 3 + lw.view(1, 1, -1)).float()
