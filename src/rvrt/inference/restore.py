@@ -270,7 +270,6 @@ def _interpolation(vfi_model: Any, vfi_weights: Any, vfi_tile: Any, vfi_tile_ove
     t, ov = plan_vfi_tiles(spec, vfi_tile, vfi_tile_overlap, height=height, width=width, frames=window,
                            device=device, dtype=dtype)
     net.to(device)
-    log.info("then frame interpolation with %s (%d-frame windows); tile %s overlap %s", spec.name, window, t, ov)
     return _Interpolation(model_runner(net, device=device, dtype=dtype), window, t, ov, spec.name)
 
 
@@ -454,6 +453,9 @@ def restore(
     first = sched.first_window_for(restored_from)
     log.info("model %s (%s, x%d) on %s %s; tile %s overlap %s", spec.name, spec.task, s, dev,
              str(dt).replace("torch.", ""), t, ov)
+    if stage is not None:
+        log.info("then frame interpolation with %s (%d-frame windows); tile %s overlap %s", stage.name, stage.window,
+                 stage.tile, stage.overlap)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     net.to(dev)
