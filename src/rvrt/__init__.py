@@ -6,6 +6,7 @@
 """
 
 from rvrt.api import create_model, fetch_weights, load_model
+from rvrt.inference.interpolate import interpolate, interpolate_iter
 from rvrt.inference.restore import restore, restore_iter
 from rvrt.models import RVRT, VRT, RVRTConfig, RVRTLight, RVRTLightConfig, VRTConfig
 from rvrt.zoo import get_spec, list_models
@@ -22,6 +23,8 @@ __all__ = [
     "create_model",
     "fetch_weights",
     "get_spec",
+    "interpolate",
+    "interpolate_iter",
     "list_models",
     "load_model",
     "restore",
