@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +13,9 @@ import torch
 DATA = Path(__file__).parent / "data"
 sys.path.insert(0, str(Path(__file__).parent))  # for conformance_weights
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# one thread per test process: the suite runs with pytest-xdist (one worker per core), and the small
+# tensors of the tests run faster single-threaded than with two threads fighting over two cores
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
