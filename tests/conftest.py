@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +13,9 @@ import torch
 DATA = Path(__file__).parent / "data"
 sys.path.insert(0, str(Path(__file__).parent))  # for conformance_weights
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# one thread per test process: the suite runs with pytest-xdist (one worker per core), and the small
+# tensors of the tests run faster single-threaded than with two threads fighting over two cores
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,38 @@ def tiny_rvrt(meta: dict, name: str, **model_kwargs):
     model = rvrt.RVRT(**meta["configs"][name], **model_kwargs).eval()
     model.load_state_dict(state_dict_for(model, meta["listings"][name], meta["seed"]), strict=True)
     return model
+
+
+# micro VRT architectures (every kind of block, a fraction of a second per clip), as config files
+_VRT_MICRO = dict(
+    arch="vrt", upscale=4, img_size=[2, 32, 32], window_size=[2, 4, 4], depths=[2] * 7 + [1, 1],
+    indep_reconsts=[8], embed_dims=[8] * 7 + [16, 16], num_heads=[1] * 9, mlp_ratio=1.0, pa_frames=2,
+    deformable_groups=2,
+)
+VRT_MICRO_CONFIGS = {
+    "sr": _VRT_MICRO,
+    "deblur": dict(_VRT_MICRO, upscale=1),
+    "denoise": dict(_VRT_MICRO, upscale=1, nonblind_denoising=True),
+    "vfi": dict(_VRT_MICRO, upscale=1, out_chans=3, img_size=[4, 32, 32], indep_reconsts=[], pa_frames=0),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_vrt(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """``task -> (config.json, weights.pth)`` of micro VRT models with random (seeded) weights."""
+    import rvrt
+
+    root = tmp_path_factory.mktemp("tiny_vrt")
+    out = {}
+    for i, (task, cfg) in enumerate(VRT_MICRO_CONFIGS.items()):
+        config = root / f"micro_{task}.json"
+        config.write_text(json.dumps(cfg))
+        torch.manual_seed(i)
+        model = rvrt.create_model(config)
+        with torch.no_grad():  # the published init zeroes some layers; perturb them so they matter
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.02)
+        weights = root / f"micro_{task}.pth"
+        torch.save(model.state_dict(), weights)
+        out[task] = (config, weights)
+    return out

@@ -6,20 +6,25 @@
 """
 
 from rvrt.api import create_model, fetch_weights, load_model
+from rvrt.inference.interpolate import interpolate, interpolate_iter
 from rvrt.inference.restore import restore, restore_iter
-from rvrt.models import RVRT, VRT, RVRTConfig, VRTConfig
+from rvrt.models import RVRT, VRT, RVRTConfig, RVRTLight, RVRTLightConfig, VRTConfig
 from rvrt.zoo import get_spec, list_models
 
 __version__ = "0.1.0"
 __all__ = [
     "RVRT",
     "RVRTConfig",
+    "RVRTLight",
+    "RVRTLightConfig",
     "VRT",
     "VRTConfig",
     "__version__",
     "create_model",
     "fetch_weights",
     "get_spec",
+    "interpolate",
+    "interpolate_iter",
     "list_models",
     "load_model",
     "restore",

@@ -108,16 +108,26 @@ def _expected_shapes(spec_name: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def identify_state_dict(state_dict: dict[str, torch.Tensor]) -> zoo.ModelSpec | None:
+def identify_state_dict(state_dict: dict[str, torch.Tensor], *, suffix: str | None = None) -> zoo.ModelSpec | None:
     """The first registered model whose keys and shapes equal those of ``state_dict``.
 
     Several tasks share an architecture (e.g. 002 and 003); any of them describes the network.
+    With ``suffix`` (the weights file's, e.g. ``".ckpt"``), models whose published weights come
+    in that format are tried first: mindediting's RVRT port has the official RVRT's parameters
+    but its own numerics, and its weights are MindSpore checkpoints.
     """
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
-    for name in zoo.list_models():
+    names = zoo.list_models()
+    if suffix:
+        names.sort(key=lambda n: not _published_as(zoo.get_spec(n), suffix))  # stable: registry order otherwise
+    for name in names:
         if _expected_shapes(name) == shapes:
             return zoo.get_spec(name)
     return None
+
+
+def _published_as(spec: zoo.ModelSpec, suffix: str) -> bool:
+    return spec.weights is not None and spec.weights.filename.endswith(suffix)
 
 
 def _spec_from_metadata(meta: dict[str, str], path: Path) -> zoo.ModelSpec | None:
@@ -182,7 +192,7 @@ def create_model(
     net = _build(spec, **model_kwargs)
     if weights is not None:
         path = fetch_weights(spec) if os.fspath(weights) == "official" else Path(weights)
-        load_into(net, load_state_dict_file(path), source=f"weights {path}")
+        load_into(net, load_state_dict_file(path, arch=spec.arch), source=f"weights {path}")
     return _finish(net, spec, device, dtype)
 
 
@@ -204,7 +214,7 @@ def load_model(
     if model is not None:
         return create_model(model, weights=path, device=device, dtype=dtype, **model_kwargs)
     sd = load_state_dict_file(path)
-    spec = _spec_from_metadata(read_metadata(path), path) or identify_state_dict(sd)
+    spec = _spec_from_metadata(read_metadata(path), path) or identify_state_dict(sd, suffix=path.suffix)
     if spec is None:
         raise WeightsError(
             f"cannot tell which model {path} belongs to (no rvrt metadata, and its keys/shapes match no "

@@ -3,6 +3,7 @@
 * ``.pth`` / ``.pt`` files are read with ``torch.load(..., weights_only=True)``: no pickle code runs.
 * ``.safetensors`` files are read with safetensors; files written by rvrt carry the model's
   architecture and config in their metadata, so they can be loaded without naming the model.
+* MindSpore ``.ckpt`` files are parsed without MindSpore and renamed (:mod:`rvrt.formats.mindspore`).
 * Wrappers are removed (``{'params': ...}``, ``{'params_ema': ...}``, ``{'state_dict': ...}``)
   and so is a DistributedDataParallel ``module.`` prefix.
 * Loading into a model is strict; a mismatch raises :class:`rvrt.errors.WeightsError` listing the
@@ -59,8 +60,14 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.pth``/``.pt`` (safely, ``weights_only``) or ``.safetensors``.
+def load_state_dict_file(path: str | os.PathLike, *, arch: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.pth``/``.pt`` (safely, ``weights_only``), ``.safetensors``, or a
+    MindSpore ``.ckpt`` (mindediting's RVRT / RVRT Light, names mapped to ours).
+
+    Args:
+        path: the file.
+        arch: architecture the weights are for; used to map MindSpore names (detected from the
+            names when ``None``). A ``.ckpt`` that is a PyTorch file is read as one.
 
     Raises:
         WeightsError: the file is missing, unreadable, corrupt or holds no state dict.
@@ -68,6 +75,11 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    if path.suffix == ".ckpt":
+        from rvrt.formats import mindspore
+
+        if mindspore.looks_like_ckpt(path):
+            return mindspore.mindspore_to_torch(mindspore.read_ckpt(path), arch)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

@@ -51,6 +51,9 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "rvrt": Architecture("rvrt", "rvrt.models.rvrt:RVRT", "rvrt.models.rvrt:RVRTConfig"),
+    "rvrt_light": Architecture(
+        "rvrt_light", "rvrt.models.rvrt_light:RVRTLight", "rvrt.models.rvrt_light:RVRTLightConfig"
+    ),
     "vrt": Architecture("vrt", "rvrt.models.vrt:VRT", "rvrt.models.vrt:VRTConfig"),
 }
 
@@ -98,6 +101,9 @@ class ModelSpec:
         tile: default test tile ``(frames, height, width)`` (0 = whole), from the official test commands.
         tile_overlap: default tile overlap ``(frames, height, width)``.
         train_frames: clip length the weights were trained with.
+        extras: anything else, e.g. ``bundled`` (weights shipped with the package),
+            ``bytes_per_pixel_frame`` (memory estimate behind ``--tile auto``), ``protocol_tiles``
+            (``{protocol: (tile, overlap)}`` where the official test of a benchmark used another tile).
     """
 
     name: str
@@ -243,6 +249,8 @@ def _vrt(name, task_name, kwargs, task, scale, description, metrics, tile, overl
 
 
 # metrics: the VRT paper's tables 1-6 (PSNR in dB / SSIM); tiles: the README's test commands
+# the README tests Vimeo-90K-T (14 mirrored frames) in 8-frame clips of whole frames
+_VRT_VIMEO_TILES = {"vimeo": ((8, 0, 0), (0, 20, 20))}
 _vrt("vrt.sr_bi_reds_6f", "001_VRT_videosr_bi_REDS_6frames", _VRT_SR_6F, "sr", 4,
      "x4 video super-resolution, bicubic (BI) degradation, trained on REDS with 6-frame clips",
      (Metric("REDS4", "RGB", 31.60, 0.8888),), (40, 128, 128), (2, 20, 20), 6)
@@ -252,11 +260,11 @@ _vrt("vrt.sr_bi_reds_16f", "002_VRT_videosr_bi_REDS_16frames", _VRT_SR_16F, "sr"
 _vrt("vrt.sr_bi_vimeo", "003_VRT_videosr_bi_Vimeo_7frames", _VRT_SR_VIMEO, "sr", 4,
      "x4 video super-resolution, bicubic (BI) degradation, trained on Vimeo-90K",
      (Metric("Vimeo-90K-T", "Y", 38.20, 0.9530), Metric("Vid4", "Y", 27.93, 0.8425)),
-     (32, 128, 128), (2, 20, 20), 7)
+     (32, 128, 128), (2, 20, 20), 7, protocol_tiles=_VRT_VIMEO_TILES)
 _vrt("vrt.sr_bd_vimeo", "004_VRT_videosr_bd_Vimeo_7frames", _VRT_SR_VIMEO, "sr", 4,
      "x4 video super-resolution, blur-downsampling (BD) degradation, trained on Vimeo-90K",
      (Metric("UDM10", "Y", 41.05, 0.9737), Metric("Vimeo-90K-T", "Y", 38.72, 0.9584),
-      Metric("Vid4", "Y", 29.42, 0.8795)), (32, 128, 128), (2, 20, 20), 7)
+      Metric("Vid4", "Y", 29.42, 0.8795)), (32, 128, 128), (2, 20, 20), 7, protocol_tiles=_VRT_VIMEO_TILES)
 _vrt("vrt.deblur_dvd", "005_VRT_videodeblurring_DVD", _VRT_DEBLUR, "deblur", 1,
      "video deblurring, trained on DVD",
      (Metric("DVD", "RGB", 34.27, 0.9651),), (12, 256, 256), (2, 20, 20), 6)
@@ -277,5 +285,45 @@ _vrt("vrt.denoise_davis", "008_VRT_videodenoising_DAVIS", _VRT_DENOISE, "denoise
 _vrt("vrt.vfi_vimeo", "009_VRT_videofi_Vimeo_4frames", _VRT_VFI, "vfi", 1,
      "video frame interpolation (x2, one frame from four), trained on Vimeo-90K",
      (Metric("Vimeo-90K-T", "RGB", 36.53, 0.977), Metric("UCF101", "RGB", 33.30, 0.970),
-      Metric("DAVIS", "RGB", 27.88, 0.889)), (0, 0, 0), (0, 0, 0), 4,
-     input_offsets=(0, 2, 4, 6), output_offset=3)
+      Metric("DAVIS", "RGB", 27.88, 0.889)), (0, 0, 0), (0, 20, 20), 4,
+     input_offsets=(0, 2, 4, 6), output_offset=3,
+     # whole frames for Vimeo-90K/UCF101, 256-pixel tiles overlapping by 20 for DAVIS; measured on CPU
+     # (fp32, inference): about 28 KB per input pixel and frame of the 4-frame window
+     bytes_per_pixel_frame=28672)
+
+
+# --------------------------------------------------------------------------- MindSpore (mindediting)
+# mindediting's README links the folder; the file names are those of its configs' ``load_path``
+# (``/data/LLVT/RVRT/ckpt/trained/<file>`` mirrors ``LLVT_opensource/RVRT/ckpt/trained/``).
+_MINDEDITING_RELEASE = "https://download.mindspore.cn/toolkits/mindediting/LLVT_opensource/RVRT/ckpt/trained/"
+_MINDEDITING_SOURCE = "mindspore-lab/mindediting (configs/rvrt_light, configs/rvrt, docs/rvrt.md)"
+_MINDEDITING_LICENSE = "Apache-2.0 (the mindediting repository's licence; no separate weights licence is stated)"
+# Vimeo-90K-T as mindediting evaluates it: 7 frames mirrored to 14, PSNR on Y of the centre frame
+# (mean of its two mirrored outputs), no border crop
+_MINDEDITING_VIMEO = "Y of the centre frame (mean of its two outputs), 7 frames mirrored to 14, no crop"
+
+_RVRT_LIGHT_SR = dict(
+    upscale=4, clip_size=2, img_size=[14, 64, 64], window_size=[2, 8, 8], num_blocks=[1, 2, 1], depths=[2, 2, 2],
+    embed_dims=[144, 144, 144], num_heads=[6, 6, 6], mlp_ratio=2, inputconv_groups=[1, 1, 1, 1, 1, 1],
+    max_residue_magnitude=10, attention_heads=12, attention_window=[3, 3], to_float16=False,
+    relative_position_encoding=False,
+)
+
+register(ModelSpec(
+    name="rvrt_light.sr_bi_vimeo", arch="rvrt_light", kwargs=_RVRT_LIGHT_SR, task="sr", scale=4,
+    description="RVRT Light (no optical flow, window-attention alignment): x4 video SR, bicubic (BI), Vimeo-90K",
+    weights=WeightsSpec(url=f"{_MINDEDITING_RELEASE}rvrt_light_37.91.ckpt", license=_MINDEDITING_LICENSE,
+                        source=_MINDEDITING_SOURCE),
+    metrics=(Metric("Vimeo-90K-T", "Y", 37.91, None, _MINDEDITING_VIMEO),),
+    tile=(0, 0, 0), tile_overlap=(2, 20, 20), train_frames=14,
+))
+
+register(ModelSpec(
+    name="rvrt.sr_bi_vimeo_mindspore", arch="rvrt",
+    kwargs=dict(_RVRT_SR, img_size=[14, 64, 64], mindspore_compat=True), task="sr", scale=4,
+    description="mindediting's MindSpore RVRT (tanh GELU, LayerNorm eps 1e-7): x4 video SR, bicubic (BI), Vimeo-90K",
+    weights=WeightsSpec(url=f"{_MINDEDITING_RELEASE}iter_300000_rvrt_38.12.ckpt", license=_MINDEDITING_LICENSE,
+                        source=_MINDEDITING_SOURCE),
+    metrics=(Metric("Vimeo-90K-T", "Y", 38.12, None, _MINDEDITING_VIMEO),),
+    tile=(0, 0, 0), tile_overlap=(2, 20, 20), train_frames=14,
+))

@@ -51,3 +51,13 @@ def test_bias_memo_follows_weight_updates():
     # with autograd on, the bias stays connected to the table
     attn.bias(32).sum().backward()
     assert attn.relative_position_bias_table.grad is not None
+
+
+def test_cached_constants_from_inference_are_usable_in_training():
+    group = SwinGroup(8, 2, 2, (2, 4, 4))
+    x = torch.randn(1, 2, 6, 6, 8)
+    with torch.inference_mode():
+        group(x)  # fills the shift-mask and bias caches inside inference mode
+    group.train()
+    group(x.requires_grad_()).sum().backward()
+    assert x.grad is not None

@@ -234,6 +234,17 @@ def test_training_drop_path_and_checkpointing():
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
+def test_training_after_inference_mode_in_the_same_process():
+    # cached masks and index tables first built under inference_mode must still serve autograd
+    x = frames(t=2, h=24, w=28)  # a size no other test uses, so the caches start empty
+    model = micro(MICRO_DEBLUR, use_checkpoint_attn=True, use_checkpoint_ffn=True)
+    with torch.inference_mode():
+        model(x)
+    model.train()
+    model(x).square().mean().backward()
+    assert model.stage1.residual_group1.blocks[0].attn.qkv_mut.weight.grad.abs().sum() > 0
+
+
 # ----------------------------------------------------------------------------- zoo and api
 
 

@@ -20,6 +20,7 @@ from rvrt.errors import RVRTError
 #: subcommand name -> module under rvrt.cli (imported lazily, so `rvrt --help` stays fast)
 COMMANDS = {
     "restore": "rvrt.cli.restore",
+    "interpolate": "rvrt.cli.interpolate",
     "degrade": "rvrt.cli.degrade",
     "eval": "rvrt.cli.eval",
     "weights": "rvrt.cli.weights",
@@ -30,7 +31,8 @@ COMMANDS = {
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rvrt",
-        description="Video restoration with RVRT, VRT and RVRT Light: super-resolution, deblurring, denoising.",
+        description="Video restoration with RVRT, VRT and RVRT Light: super-resolution, deblurring, denoising; "
+                    "frame interpolation and space-time super-resolution with VRT.",
     )
     parser.add_argument("--version", action="version", version=f"rvrt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -45,11 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_restore_fn(model: nn.Module, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
-                     tile=None, tile_overlap=None) -> RestoreFn:
+                     tile=None, tile_overlap=None, protocol: str | None = None) -> RestoreFn:
     """The function ``rvrt eval`` restores a clip with: ``(T, C, H, W)`` -> ``(T, 3, sH, sW)`` on the CPU.
 
     It runs the same tiled, blended pipeline as ``rvrt restore``; the default tile is the one of
-    the model's official test command (a whole clip where that is what the authors did).
+    the model's official test command for ``protocol`` (``spec.extras["protocol_tiles"]``), else its
+    default test tile (a whole clip where that is what the authors did).
     """
     from rvrt.inference.pipeline import model_runner, restore_frames
     from rvrt.inference.restore import plan_tiles
@@ -57,6 +58,11 @@ def build_restore_fn(model: nn.Module, *, device: torch.device | str, dtype: tor
     spec = model.rvrt_spec
     device = torch.device(device)
     run = model_runner(model, device=device, dtype=dtype)
+    official = spec.extras.get("protocol_tiles", {}).get(protocol)
+    if official is not None and tile is None:
+        tile = official[0]
+        tile_overlap = official[1] if tile_overlap is None else tile_overlap
+        log.info("%s: tile %s, overlap %s (the official test of %s)", spec.name, tile, tile_overlap, protocol)
 
     def restore(lq: torch.Tensor) -> torch.Tensor:
         t, ov = plan_tiles(spec, tile if tile is not None else tuple(spec.tile), tile_overlap,
@@ -98,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.lq is None and not protocol.noise:
         raise InputError(f"protocol {protocol.name} needs --lq")
 
-    restore = build_restore_fn(model, device=device, dtype=dtype, tile=args.tile, tile_overlap=args.tile_overlap)
+    restore = build_restore_fn(model, device=device, dtype=dtype, tile=args.tile, tile_overlap=args.tile_overlap,
+                               protocol=protocol.name)
     result = evaluate(restore, args.lq, args.gt, protocol, sigma=args.sigma, save_dir=args.save,
                       progress=not args.quiet, sequences=sequences, overwrite=args.overwrite)
     print(result.table())

@@ -26,11 +26,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma", type=float, help="noise level 0..255 (non-blind denoising models, --add-noise)")
     p.add_argument("--add-noise", action="store_true", help="add seeded Gaussian noise of --sigma to the input first")
     p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")
+    st = p.add_argument_group(
+        "space-time super-resolution",
+        "then double the frame rate of the restored frames with a frame-interpolation model (restoration first, "
+        "as in the VRT paper): N input frames give 2N output frames at twice the frame rate",
+    )
+    st.add_argument("--interpolate", action="store_true", help="double the frame rate after restoring")
+    st.add_argument("--vfi-model", help="frame-interpolation model name or config file (default: vrt.vfi_vimeo)")
+    st.add_argument("--vfi-weights", help="'official' (download; CC-BY-NC-4.0) or a weights file; required "
+                                          "with --interpolate")
+    st.add_argument("--vfi-tile", nargs="+", metavar="N",
+                    help="its spatial tile H W in output pixels, or 'auto' (default: whole frames if they fit)")
+    st.add_argument("--vfi-tile-overlap", nargs=2, type=int, metavar=("H", "W"), help="its tile overlap")
     p.add_argument("--codec", help="video encoder (default: libx264 for mp4/mkv/mov, libvpx-vp9 for webm)")
     p.add_argument("--crf", type=int, help="encoder quality (x264/x265/vp9 CRF; lower is better)")
     p.add_argument("--preset", help="encoder preset (e.g. x264: ultrafast ... veryslow)")
     p.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG output bit depth (default: the input's)")
-    p.add_argument("--fps", type=float, help="output frame rate for frame-folder inputs (default 25)")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the input's, twice it with --interpolate; "
+                                              "frames folders count as 25 fps)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long videos)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into a frames folder")
@@ -55,13 +68,16 @@ def _parse_tile(values):
 
 
 def run(args: argparse.Namespace) -> int:
+    from rvrt.cli.interpolate import parse_tile2
     from rvrt.inference.restore import restore
 
     summary = restore(
         args.input, args.output, model=args.model, weights=args.weights, device=args.device, dtype=args.dtype,
         tile=_parse_tile(args.tile), tile_overlap=args.tile_overlap, sigma=args.sigma, add_noise=args.add_noise,
-        seed=args.seed, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, codec=args.codec,
-        crf=args.crf, preset=args.preset, bit_depth=args.bit_depth, fps=args.fps, compile=args.compile,
+        seed=args.seed, interpolate=args.interpolate, vfi_model=args.vfi_model, vfi_weights=args.vfi_weights,
+        vfi_tile=parse_tile2(args.vfi_tile, "--vfi-tile"), vfi_tile_overlap=args.vfi_tile_overlap,
+        overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, codec=args.codec, crf=args.crf,
+        preset=args.preset, bit_depth=args.bit_depth, fps=args.fps, compile=args.compile,
     )
     if not args.quiet:
         print(f"rvrt restore: {summary.line()}", file=sys.stderr)

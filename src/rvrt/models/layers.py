@@ -19,6 +19,7 @@ __all__ = [
     "GEGLUMlp",
     "IndexedModules",
     "Upsampler",
+    "channels_linear",
     "conv3d_per_frame",
     "drop_path",
     "mirror_pad_end",
@@ -133,6 +134,12 @@ class Upsampler(IndexedModules):
             x = F.pixel_shuffle(x.flatten(0, 1), self.factor)
             x = F.leaky_relu(x.reshape(n, t, *x.shape[1:]), 0.1)
         return conv3d_per_frame(self[5 * self.steps], x)
+
+
+def channels_linear(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a module acting on the last dimension (``nn.Linear``, :class:`Mlp`) to the channels
+    of ``(N, T, C, H, W)``; returns ``(N, T, C', H, W)``."""
+    return module(x.permute(0, 1, 3, 4, 2)).permute(0, 1, 4, 2, 3)
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:

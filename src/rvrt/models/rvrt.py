@@ -22,15 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvrt.models.layers import IndexedModules, Mlp, Upsampler, conv3d_per_frame, mirror_pad_end
+from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, conv3d_per_frame, mirror_pad_end
+from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, FeatureStore, check_video, propagate_branch
 from rvrt.models.spynet import MIN_FLOW_SIZE, SpyNet
 from rvrt.models.swin import RSTBWithInputConv
 from rvrt.models.warp import flow_warp
 from rvrt.ops.gda import Backend, guided_deformable_attention
 
 __all__ = ["RVRT", "RVRTConfig", "GuidedDeformableAttention", "BRANCHES"]
-
-BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
 
 
 def _tuple(v: Any) -> Any:
@@ -44,6 +43,11 @@ class RVRTConfig:
     ``use_checkpoint_*`` and ``no_checkpoint_*_blocks`` control activation checkpointing of
     the four propagation backbones (training only); ``cpu_cache_length`` is the clip length
     above which per-clip features are offloaded to host memory on CUDA (see ``RVRT.forward``).
+
+    ``mindspore_compat`` (not an official option) computes what the MindSpore port of RVRT in
+    mindediting computes, so that its checkpoints give its results: GELU in its tanh
+    approximation, LayerNorm epsilon 1e-7, and forward flows always computed with SpyNet (that
+    port never detects mirror-extended input). The parameters are the same.
     """
 
     upscale: int = 4
@@ -68,6 +72,7 @@ class RVRTConfig:
     no_checkpoint_attn_blocks: tuple[int, ...] = ()
     no_checkpoint_ffn_blocks: tuple[int, ...] = ()
     cpu_cache_length: int = 100
+    mindspore_compat: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -130,7 +135,7 @@ class GuidedDeformableAttention(nn.Module):
 
     def __init__(self, channels: int, *, attention_window: tuple[int, int], attention_heads: int,
                  deformable_groups: int, clip_size: int, max_residue_magnitude: float,
-                 gda_backend: Backend = "auto") -> None:
+                 gda_backend: Backend = "auto", gelu_approximate: str = "none") -> None:
         super().__init__()
         self.channels = channels
         self.kernel_size = tuple(attention_window)
@@ -145,7 +150,8 @@ class GuidedDeformableAttention(nn.Module):
         self.proj_q = IndexedModules({"1": nn.Linear(channels, proj)})
         self.proj_k = IndexedModules({"1": nn.Linear(channels, proj)})
         self.proj_v = IndexedModules({"1": nn.Linear(channels, proj)})
-        self.mlp = IndexedModules({"1": Mlp(channels, channels * 2, channels)})
+        mlp = Mlp(channels, channels * 2, channels, gelu_approximate=gelu_approximate)
+        self.mlp = IndexedModules({"1": mlp})
         offset_in = channels * (1 + clip_size) + clip_size * 2
         offset_out = clip_size * deformable_groups * self.taps * 2
         layers: list[nn.Module] = [nn.Conv3d(offset_in, 64, (1, 1, 1)), nn.LeakyReLU(0.1)]
@@ -160,8 +166,7 @@ class GuidedDeformableAttention(nn.Module):
 
     @staticmethod
     def _linear(module: IndexedModules, x: torch.Tensor) -> torch.Tensor:
-        # (N, T, C, H, W) -> linear on channels -> (N, T, C', H, W)
-        return module[1](x.permute(0, 1, 3, 4, 2)).permute(0, 1, 4, 2, 3)
+        return channels_linear(module[1], x)
 
     def _offsets(self, x: torch.Tensor) -> torch.Tensor:
         """``max_residue_magnitude * tanh(conv_offset(x))``. The last layer and the tanh run in float32
@@ -203,7 +208,7 @@ class GuidedDeformableAttention(nn.Module):
             deformable_groups=self.deformable_groups, clip_size=self.clip_size, backend=self.gda_backend,
         ).view(n, t, self.proj_channels, h, w)
         out = self._linear(self.proj, out)
-        out = out + self.mlp[1](out.permute(0, 1, 3, 4, 2)).permute(0, 1, 4, 2, 3)
+        out = out + channels_linear(self.mlp[1], out)
         new_flows = [s.view(n, t, per_slot // 2, 2, h, w).mean(2).flip(2) for s in slots]
         return out, new_flows[0], new_flows[1]
 
@@ -220,7 +225,7 @@ class _StridedFeatureExtractor(IndexedModules):
         return self[6](x)
 
 
-class RVRT(nn.Module):
+class RVRT(ClipRecurrentNet):
     """RVRT video restoration network.
 
     Build it from a :class:`RVRTConfig`, or from the official constructor's keyword arguments
@@ -245,6 +250,10 @@ class RVRT(nn.Module):
         cfg = config
         dim = cfg.embed_dims[0]
         swin = dict(mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale)
+        gelu = "none"
+        if cfg.mindspore_compat:  # MindSpore's nn.GELU() and nn.LayerNorm defaults
+            gelu = "tanh"
+            swin.update(norm_eps=1e-7, gelu_approximate=gelu)
         frame_window = (1, cfg.window_size[1], cfg.window_size[2])
 
         self.spynet = SpyNet()
@@ -270,6 +279,7 @@ class RVRT(nn.Module):
                 cfg.embed_dims[1], attention_window=cfg.attention_window, attention_heads=cfg.attention_heads,
                 deformable_groups=cfg.deformable_groups, clip_size=cfg.clip_size,
                 max_residue_magnitude=cfg.max_residue_magnitude, gda_backend=gda_backend,
+                gelu_approximate=gelu,
             )
             self.backbone[name] = RSTBWithInputConv(
                 (2 + i) * dim, cfg.embed_dims[1], groups=cfg.inputconv_groups[i + 1], num_blocks=cfg.num_blocks[1],
@@ -328,16 +338,8 @@ class RVRT(nn.Module):
             ``(N, T, 3, s * H, s * W)``, ``s = upscale``.
         """
         cfg = self.config
-        if x.dim() != 5:
-            raise ValueError(f"input must be (N, T, C, H, W); got shape {tuple(x.shape)}")
+        check_video(x, cfg.in_channels, "RGB + sigma map" if cfg.nonblind_denoising else "RGB")
         n, t, c, h, w = x.shape
-        if c != cfg.in_channels:
-            what = "RGB + sigma map" if cfg.nonblind_denoising else "RGB"
-            raise ValueError(f"this model takes {cfg.in_channels} input channels ({what}); got {c}")
-        if not x.is_floating_point():
-            raise ValueError(f"input must be a floating-point tensor in [0, 1]; got {x.dtype}")
-        if t < 1 or h < 1 or w < 1:
-            raise ValueError(f"input has an empty dimension: {tuple(x.shape)}")
         tp, hp, wp = self.padded_size(t, h, w)
         x = mirror_pad_end(mirror_pad_end(mirror_pad_end(x, 1, tp - t), 3, hp - h), 4, wp - w)
         if offload is None:
@@ -378,13 +380,13 @@ class RVRT(nn.Module):
         cfg = self.config
         n, t, _, h, w = x.shape
         half = t // 2
-        mirror = t % 2 == 0 and torch.equal(x[:, :half], x[:, half:].flip(1))
+        mirror = not cfg.mindspore_compat and t % 2 == 0 and torch.equal(x[:, :half], x[:, half:].flip(1))
         if cfg.upscale == 4:
             lq_flow = x
         else:
             lq_flow = F.interpolate(x[:, :, :3].reshape(-1, 3, h, w), scale_factor=0.25, mode="bicubic")
             lq_flow = lq_flow.view(n, t, 3, h // 4, w // 4)
-        store = _FeatureStore(x.device, offload)
+        store = FeatureStore(x.device, offload)
         n_clips = t // cfg.clip_size
         if offload:
             shallow = [store.put(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
@@ -400,95 +402,42 @@ class RVRT(nn.Module):
         feats.update(flows_backward=flows_backward, flows_forward=flows_forward, mirror=mirror)
         return feats
 
-    def _propagate(self, feats, flows, name, updated, store: _FeatureStore) -> list[torch.Tensor]:
-        """One propagation branch over all clips; returns its features per clip in time order."""
-        n_clips = len(feats["shallow"])
+    def _propagate(self, feats, flows, name, updated, store: FeatureStore) -> list[torch.Tensor]:
+        """One propagation branch over all clips; returns its features per clip in time order.
+
+        Each alignment step is guided by the flows between the frames of the current and the
+        previous clip: first-pass branches chain them from ``flows`` and record the updated flows
+        the guided attention returns, second-pass branches start from those.
+        """
         backward = name.startswith("backward")
         first_pass = name.endswith("_1")
-        order = list(range(n_clips))[::-1] if backward else list(range(n_clips))
         # flow index of the frame pairs met along the direction of propagation
         if backward:
             flow_idx = list(range(flows.shape[1], -1, -1))
         else:
             flow_idx = list(range(-1, flows.shape[1]))
-        prev = list(feats)[-1]  # the branch computed before this one
-        timed = (lambda f: f.flip(1)) if backward else (lambda f: f)  # noqa: E731
-        align = self.deform_align[name]
+        deform_align = self.deform_align[name]
         if first_pass:
             updated[name] = []
 
-        out: list[torch.Tensor] = []
-        feat_prop = torch.zeros_like(store.get(feats["shallow"][0]))
-        for i, idx in enumerate(order):
-            if i > 0:
-                if first_pass:
-                    f01 = flows[:, flow_idx[2 * i - 1]]
-                    f12 = flows[:, flow_idx[2 * i]]
-                    f23 = flows[:, flow_idx[2 * i + 1]]
-                    f02 = f12 + flow_warp(f01, f12)
-                    f13 = f23 + flow_warp(f12, f23)
-                    f03 = f23 + flow_warp(f02, f23)
-                    flow_n1 = torch.stack([f02, f13], 1)
-                    flow_n2 = torch.stack([f12, f03], 1)
-                else:
-                    flow_n1, flow_n2 = updated[name.replace("_2", "_1")][i - 1]
-                q = timed(store.get(feats[prev][idx]))
-                k = timed(store.get(feats[prev][order[i - 1]]))
-                nn_, tt, cc, hh, ww = feat_prop.shape
-                warped1 = flow_warp(feat_prop.flatten(0, 1), flow_n1.flatten(0, 1)).view(nn_, tt, cc, hh, ww)
-                warped2 = flow_warp(feat_prop.flip(1).flatten(0, 1), flow_n2.flatten(0, 1)).view(nn_, tt, cc, hh, ww)
-                feat_prop, new1, new2 = align(q, k, feat_prop, [warped1, warped2], [flow_n1, flow_n2])
-                if first_pass:
-                    updated[name].append((new1, new2))
-            inputs = [timed(store.get(feats[k][idx])) for k in feats if k != name] + [feat_prop]
-            feat_prop = feat_prop + self.backbone[name](torch.cat(inputs, dim=2))
-            out.append(store.put(feat_prop))
-        if backward:
-            out = [f.flip(1) for f in out[::-1]]
-        return out
+        def align(i: int, q: torch.Tensor, k: torch.Tensor, feat_prop: torch.Tensor) -> torch.Tensor:
+            if first_pass:
+                f01 = flows[:, flow_idx[2 * i - 1]]
+                f12 = flows[:, flow_idx[2 * i]]
+                f23 = flows[:, flow_idx[2 * i + 1]]
+                f02 = f12 + flow_warp(f01, f12)
+                f13 = f23 + flow_warp(f12, f23)
+                f03 = f23 + flow_warp(f02, f23)
+                flow_n1 = torch.stack([f02, f13], 1)
+                flow_n2 = torch.stack([f12, f03], 1)
+            else:
+                flow_n1, flow_n2 = updated[name.replace("_2", "_1")][i - 1]
+            n, t, c, h, w = feat_prop.shape
+            warped1 = flow_warp(feat_prop.flatten(0, 1), flow_n1.flatten(0, 1)).view(n, t, c, h, w)
+            warped2 = flow_warp(feat_prop.flip(1).flatten(0, 1), flow_n2.flatten(0, 1)).view(n, t, c, h, w)
+            feat_prop, new1, new2 = deform_align(q, k, feat_prop, [warped1, warped2], [flow_n1, flow_n2])
+            if first_pass:
+                updated[name].append((new1, new2))
+            return feat_prop
 
-    def reconstruct(self, x: torch.Tensor, feats: dict[str, Any], *, offload: bool = False) -> torch.Tensor:
-        """Output frames from the features of :meth:`extract_features`: ``(N, T, 3, s*H, s*W)`` on ``x.device``.
-
-        Frames are independent here (the reconstruction attends within single frames), so with
-        ``offload`` it runs one clip at a time to bound device memory.
-        """
-        names = ("shallow",) + BRANCHES
-        store = _FeatureStore(x.device, offload)
-        n_clips = len(feats["shallow"])
-        groups = [list(range(n_clips))] if not offload else [[i] for i in range(n_clips)]
-        n, t, _, h, w = x.shape
-        s = self.config.upscale
-        out = None
-        start = 0
-        for group in groups:
-            parts = [torch.cat([store.get(feats[k][i]) for i in group], 1) for k in names]
-            hr = self.reconstruction(torch.cat(parts, 2))
-            hr = F.leaky_relu(conv3d_per_frame(self.conv_before_upsampler[0], hr), 0.1)
-            hr = conv3d_per_frame(self.conv_last, self.upsampler(hr))
-            tt = hr.shape[1]
-            # the published residual: a trilinear resize of the first three input channels
-            hr = hr + F.interpolate(x[:, start : start + tt, :3], size=hr.shape[-3:], mode="trilinear",
-                                    align_corners=False)
-            if len(groups) == 1:
-                return hr
-            if out is None:
-                out = hr.new_empty(n, t, 3, s * h, s * w)
-            out[:, start : start + tt] = hr
-            start += tt
-        return out
-
-
-class _FeatureStore:
-    """Where per-clip features wait between branches: on the compute device, or in host memory."""
-
-    def __init__(self, device: torch.device, offload: bool) -> None:
-        self.device = device
-        self.offload = offload
-
-    def put(self, f: torch.Tensor) -> torch.Tensor:
-        # asynchronous copies are safe: reading back is ordered after them on the same stream
-        return f.to("cpu", non_blocking=True) if self.offload else f
-
-    def get(self, f: torch.Tensor) -> torch.Tensor:
-        return f.to(self.device, non_blocking=True) if self.offload else f
+        return propagate_branch(feats, name, self.backbone[name], align, store)

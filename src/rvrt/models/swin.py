@@ -58,7 +58,8 @@ def _context_device() -> torch.device:
 
 @lru_cache(maxsize=64)
 def _cpu_constant(fn, *args) -> torch.Tensor:
-    with torch.device("cpu"):
+    # inference_mode(False): a cached tensor made during inference must stay usable in training
+    with torch.device("cpu"), torch.inference_mode(False), torch.no_grad():
         return fn(*args)
 
 
@@ -108,7 +109,9 @@ def _region_labels(size: int, window: int, shift: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
+@torch.inference_mode(False)
 def _shift_mask_cpu(size: Size3, window: Size3, shift: Size3) -> torch.Tensor:
+    # cached across calls, so never an inference tensor (it may be saved for a backward pass later)
     ld, lh, lw = (_region_labels(s, w, sh) for s, w, sh in zip(size, window, shift))
     labels = (ld.view(-1, 1, 1) * 9 + lh.view(1, -1, 1) * 3 + lw.view(1, 1, -1)).float()
     win = window_partition(labels.view(1, *size, 1), window).squeeze(-1)  # (nW, N)
@@ -183,7 +186,8 @@ class WindowAttention(nn.Module):
         if key not in memo:
             for stale in [k for k in memo if k[1] != table._version]:
                 del memo[stale]
-            memo[key] = self._gather_bias(n).detach()
+            with torch.inference_mode(False), torch.no_grad():
+                memo[key] = self._gather_bias(n)
         return memo[key]
 
     def _gather_bias(self, n: int) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Readers for weight files of other frameworks (no dependency on those frameworks)."""

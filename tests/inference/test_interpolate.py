@@ -1,0 +1,314 @@
+"""Frame-rate doubling: the streaming core with analytic models, then ``rvrt.interpolate`` with a micro VRT."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import rvrt
+from rvrt.errors import DownloadError, InputError
+from rvrt.inference.image_io import read_image
+from rvrt.inference.interpolate import (
+    interpolate_frames,
+    interpolate_window,
+    plan_vfi_tiles,
+    prepare_vfi_model,
+    resume_input_frame,
+)
+from rvrt.inference.pipeline import model_runner
+from rvrt.inference.tiling import TileGrid
+from rvrt.inference.video_io import open_reader, probe
+from rvrt.models.vrt import interpolation_windows
+
+NTSC = Fraction(30000, 1001)
+
+
+def _frames(n: int, h: int = 6, w: int = 7, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, h, w, generator=g) for _ in range(n)]
+
+
+def midpoint(x: torch.Tensor) -> torch.Tensor:
+    """The mean of the two middle frames, ``(1, T, 3, h, w) -> (1, 1, 3, h, w)``."""
+    t = x.shape[1]
+    return (x[:, t // 2 - 1 : t // 2] + x[:, t // 2 : t // 2 + 1]) / 2
+
+
+def mixer(x: torch.Tensor) -> torch.Tensor:
+    """A per-pixel mix with a different weight for every window position (the order matters)."""
+    weights = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=x.dtype).view(1, 4, 1, 1, 1)
+    return (x * weights).sum(1, keepdim=True) ** 1.5
+
+
+def _run_all(run, frames, **kw) -> list[tuple[int, torch.Tensor]]:
+    return list(interpolate_frames(run, frames, **kw))
+
+
+# ----------------------------------------------------------------------------- the streaming core
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_output_is_each_frame_then_the_one_after_it(n):
+    frames = _frames(n)
+    out = _run_all(midpoint, frames)
+    assert [i for i, _ in out] == list(range(2 * n))
+    for i, f in enumerate(frames):
+        assert torch.equal(out[2 * i][1], f)
+    for i in range(n - 1):
+        torch.testing.assert_close(out[2 * i + 1][1], (frames[i] + frames[i + 1]) / 2, rtol=0, atol=1e-6)
+    assert torch.equal(out[-1][1], frames[-1])  # the last frame is held for its interval
+
+    shorter = _run_all(midpoint, frames, hold_last=False)
+    assert len(shorter) == 2 * n - 1
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(shorter, out, strict=False))
+
+
+@pytest.mark.parametrize("n", [2, 3, 6])
+def test_windows_are_the_published_ones(n):
+    seen = []
+
+    def record(x):
+        seen.append(tuple(int(v) for v in x[0, :, 0, 0, 0].round()))
+        return x[:, :1]
+
+    frames = [torch.full((3, 2, 2), float(i)) for i in range(n)]
+    _run_all(record, frames)
+    assert seen == interpolation_windows(n)
+
+
+def test_six_frame_windows():
+    seen = []
+
+    def record(x):
+        seen.append(tuple(int(v) for v in x[0, :, 0, 0, 0].round()))
+        return x[:, :1]
+
+    _run_all(record, [torch.full((3, 2, 2), float(i)) for i in range(5)], window=6)
+    assert seen[0] == (0, 0, 0, 1, 2, 3) and seen[2] == (0, 1, 2, 3, 4, 4) and len(seen) == 4
+
+
+@pytest.mark.parametrize("done", range(0, 15))
+def test_resume_reproduces_an_uninterrupted_run(done):
+    frames = _frames(7)
+    full = _run_all(mixer, frames)
+    first = resume_input_frame(done, 4)
+    part = _run_all(mixer, frames[first:], first_frame=first, skip_until=done)
+    assert [i for i, _ in part] == list(range(done, 14))
+    for (i, a), (j, b) in zip(part, full[done:], strict=True):
+        assert i == j and torch.equal(a, b)
+
+
+def test_only_the_window_is_held():
+    pulled = []
+
+    def source():
+        for i, f in enumerate(_frames(9)):
+            pulled.append(i)
+            yield f
+
+    for index, _ in interpolate_frames(midpoint, source()):
+        gap = index // 2
+        assert len(pulled) <= gap + 3  # frames gap-1 .. gap+2, nothing further ahead
+
+
+def test_the_caller_may_change_frames_in_place():
+    frames = _frames(4)
+    expected = [f.clone() for _, f in _run_all(mixer, frames)]
+    for (_, f), e in zip(interpolate_frames(mixer, frames), expected, strict=True):
+        assert torch.equal(f, e)
+        f.mul_(0)
+
+
+@pytest.mark.parametrize("tile, overlap", [((4, 5), (2, 2)), ((3, 0), (1, 0)), ((8, 8), (3, 3))])
+def test_tiled_equals_whole_frame_for_a_per_pixel_model(tile, overlap):
+    clip = torch.stack(_frames(4, h=11, w=13))
+    whole = interpolate_window(mixer, clip, tile=(0, 0), overlap=(0, 0))
+    tiled = interpolate_window(mixer, clip, tile=tile, overlap=overlap)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
+
+
+def test_too_few_frames():
+    with pytest.raises(InputError, match="at least 2 frames; the input has 1"):
+        _run_all(midpoint, _frames(1))
+    with pytest.raises(InputError, match="the input has 0"):
+        _run_all(midpoint, [])
+
+
+# ----------------------------------------------------------------------------- with a micro VRT
+
+
+def _video(path: Path, frames: list[np.ndarray], rate=NTSC, audio=True) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "12"}
+        astream = out.add_stream("aac", rate=48000) if audio else None
+        for i, arr in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if astream is not None:
+            total = int(48000 * len(frames) / rate)
+            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(total) / 48000)).astype(np.float32)
+            for pos in range(0, total, 1024):
+                chunk = tone[pos : pos + 1024]
+                aframe = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
+                aframe.sample_rate, aframe.pts = 48000, pos
+                for packet in astream.encode(aframe):
+                    out.mux(packet)
+            for packet in astream.encode():
+                out.mux(packet)
+    return path
+
+
+def _smooth(n: int, h: int = 24, w: int = 32) -> list[np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    return [np.dstack([128 + 100 * np.sin((xx + 3 * t) / 6), 128 + 90 * np.cos((yy - 2 * t) / 5), 60 + 2 * xx + yy])
+            .clip(0, 255).round().astype(np.uint8) for t in range(n)]  # fmt: skip
+
+
+def _audio_packets(path: Path) -> list[tuple]:
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        return [(p.pts, bytes(p)) for p in c.demux(stream) if p.size]
+
+
+def _decode(path: Path) -> list[np.ndarray]:
+    with open_reader(path) as reader:
+        return [f.data for f in reader]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """5 frames 32x24 H.264 at 30000/1001 fps with an AAC audio stream."""
+    return _video(tmp_path_factory.mktemp("vfi") / "clip.mp4", _smooth(5))
+
+
+def test_interpolate_doubles_a_video_keeping_audio(tiny_vrt, clip, tmp_path):
+    cfg, weights = tiny_vrt["vfi"]
+    out = tmp_path / "double.mp4"
+    summary = rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False)
+    info = probe(out)
+    assert info.fps == 2 * NTSC == Fraction(60000, 1001)  # exactly
+    assert summary.frames == 10 and summary.frame_rate == Fraction(60000, 1001)
+    assert len(_decode(out)) == 10
+    assert (info.width, info.height) == (32, 24)
+    assert _audio_packets(out) == _audio_packets(clip)  # copied packet for packet
+    with av.open(str(out)) as c:  # same duration: 10 frames at 60000/1001 = 5 frames at 30000/1001
+        v = c.streams.video[0]
+        assert float(v.duration * v.time_base) == pytest.approx(5 / NTSC, abs=1e-3)
+
+
+def test_interpolate_into_frames_matches_the_model(tiny_vrt, clip, tmp_path):
+    cfg, weights = tiny_vrt["vfi"]
+    out = tmp_path / "frames"
+    rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False, hold_last=False)
+    files = sorted(out.iterdir())
+    assert [p.name for p in files] == [f"{i:08d}.png" for i in range(9)]
+    decoded = _decode(clip)
+    for i, src in enumerate(decoded):
+        assert np.array_equal(read_image(files[2 * i])[0], src)  # input frames are kept exactly
+
+    model = rvrt.create_model(cfg, weights=weights)
+    x = torch.from_numpy(np.stack([decoded[j] for j in (1, 2, 3, 4)])).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        mid = model(x[None])[0, 0].clamp(0, 1).mul(255).round().permute(1, 2, 0).numpy()
+    assert np.abs(read_image(files[5])[0].astype(int) - mid).max() <= 1  # between frames 2 and 3
+
+    streamed = list(rvrt.interpolate_iter(decoded, model=cfg, weights=weights, device="cpu", hold_last=False))
+    assert [i for i, _ in streamed] == list(range(9))
+    again = (streamed[5][1] * 255).round().permute(1, 2, 0).numpy()
+    assert np.array_equal(again.astype(np.uint8), read_image(files[5])[0])
+
+
+def test_resume_into_frames_folder(tiny_vrt, clip, tmp_path):
+    cfg, weights = tiny_vrt["vfi"]
+    out = tmp_path / "frames"
+    rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(before) == 10
+    for name in sorted(before)[5:]:
+        (out / name).unlink()
+    summary = rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False, resume=True)
+    assert summary.resumed_from == 5 and summary.frames == 5
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_big_frames_are_tiled(tiny_vrt):
+    cfg, weights = tiny_vrt["vfi"]
+    net, spec = prepare_vfi_model(cfg, weights)
+    calls = []
+    inner = model_runner(net, device=torch.device("cpu"), dtype=torch.float32)
+
+    def run(x):
+        calls.append(tuple(x.shape[-2:]))
+        return inner(x)
+
+    clip = torch.stack(_frames(4, h=40, w=72))
+    out = interpolate_window(run, clip, tile=(32, 32), overlap=(8, 8))
+    assert out.shape == (3, 40, 72) and torch.isfinite(out).all()
+    assert len(calls) == len(TileGrid(40, 72, (32, 32), (8, 8))) == 6 and set(calls) == {(32, 32)}
+    # "auto" keeps whole frames that fit, and tiles frames that do not
+    cpu = torch.device("cpu")
+    assert plan_vfi_tiles(spec, None, None, height=40, width=72, frames=4, device=cpu, dtype=torch.float32)[0] == (0, 0)
+    huge = plan_vfi_tiles(spec, "auto", None, height=200_000, width=200_000, frames=4, device=cpu,
+                          dtype=torch.float32)  # fmt: skip
+    assert huge[0][0] == huge[0][1] and huge[0][0] % 8 == 0 and 64 <= huge[0][0] < 200_000
+    assert huge[1] == (20, 20)
+
+
+def test_interpolate_with_explicit_tiles(tiny_vrt, clip, tmp_path):
+    cfg, weights = tiny_vrt["vfi"]
+    out = tmp_path / "tiled"
+    summary = rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False,
+                               tile=(16, 0), tile_overlap=(4, 0))  # fmt: skip
+    assert summary.tile == (4, 16, 0) and len(list(out.iterdir())) == 10
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_a_restoration_model_does_not_interpolate(tiny_vrt, clip, tmp_path):
+    cfg, weights = tiny_vrt["sr"]
+    with pytest.raises(InputError, match="is a sr model; frame interpolation needs a frame-interpolation model"):
+        rvrt.interpolate(clip, tmp_path / "o.mp4", model=cfg, weights=weights, device="cpu", progress=False)
+    with pytest.raises(InputError, match="sr model"):
+        rvrt.interpolate(clip, tmp_path / "o.mp4", model="vrt.sr_bi_vimeo", weights="official", device="cpu")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_weights_are_required_and_offline_is_clear(tiny_vrt, clip, tmp_path, monkeypatch):
+    with pytest.raises(InputError, match="vrt.vfi_vimeo needs weights: pass --weights official .*CC-BY-NC-4.0"):
+        rvrt.interpolate(clip, tmp_path / "o.mp4", device="cpu")
+    with pytest.raises(InputError, match="no published weights: pass --weights PATH"):
+        rvrt.interpolate(clip, tmp_path / "o.mp4", model=tiny_vrt["vfi"][0], device="cpu")
+    monkeypatch.setenv("RVRT_OFFLINE", "1")
+    monkeypatch.setenv("RVRT_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DownloadError, match="009_VRT_videofi_Vimeo_4frames.pth.*--weights"):
+        rvrt.interpolate(clip, tmp_path / "o.mp4", weights="official", device="cpu")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_input_and_output_errors(tiny_vrt, clip, tmp_path):
+    cfg, weights = tiny_vrt["vfi"]
+    one = _video(tmp_path / "one.mp4", _smooth(1), audio=False)
+    with pytest.raises(InputError, match="at least 2 frames"):
+        rvrt.interpolate(one, tmp_path / "o.mp4", model=cfg, weights=weights, device="cpu", progress=False)
+    with pytest.raises(InputError, match="--resume needs a folder"):
+        rvrt.interpolate(clip, tmp_path / "o.mp4", model=cfg, weights=weights, device="cpu", resume=True)
+    (tmp_path / "exists.mp4").write_bytes(b"mine")
+    with pytest.raises(InputError, match="already exists"):
+        rvrt.interpolate(clip, tmp_path / "exists.mp4", model=cfg, weights=weights, device="cpu")
+    assert (tmp_path / "exists.mp4").read_bytes() == b"mine"
+    with pytest.raises(InputError, match="overlap .* must be smaller than the tile"):
+        rvrt.interpolate(clip, tmp_path / "o.mp4", model=cfg, weights=weights, device="cpu", tile=(8, 8),
+                         tile_overlap=(8, 0))  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.mp4", "one.mp4"]  # nothing half-written
