@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import os
@@ -83,7 +84,8 @@ def resolve_spec(model: str | os.PathLike | zoo.ModelSpec) -> zoo.ModelSpec:
 
 
 def fetch_weights(model: str | zoo.ModelSpec, *, progress: bool = True) -> Path:
-    """Local path of the published weights of a registered model, downloading them if needed.
+    """Local path of the published weights of a registered model, downloading them if needed
+    (weights shipped with the package are used in place).
 
     Raises:
         WeightsError: the model has no published weights.
@@ -92,6 +94,11 @@ def fetch_weights(model: str | zoo.ModelSpec, *, progress: bool = True) -> Path:
     spec = resolve_spec(model)
     if spec.weights is None:
         raise WeightsError(f"{spec.name} has no published weights")
+    if spec.weights.bundled:
+        path = Path(str(importlib.resources.files("rvrt") / "weights" / spec.weights.bundled))
+        if not path.is_file():
+            raise WeightsError(f"the weights of {spec.name} ({path}) are missing from this installation")
+        return path
     dest = cache_dir() / "weights" / spec.weights.filename
     return download(spec.weights.url, dest, sha256=spec.weights.sha256, progress=progress)
 

@@ -60,17 +60,18 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 @dataclass(frozen=True)
 class WeightsSpec:
-    """A published weight file."""
+    """A published weight file: downloaded from ``url``, or shipped inside the package (``bundled``)."""
 
-    url: str
+    url: str = ""
     sha256: str | None = None  # None: not published; the download logs the digest it got
     size: int | None = None  # bytes, when known
     license: str = "CC-BY-NC-4.0"
     source: str = ""
+    bundled: str | None = None  # file name under rvrt/weights/ in the installed package
 
     @property
     def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+        return self.bundled or self.url.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class ModelSpec:
         tile: default test tile ``(frames, height, width)`` (0 = whole), from the official test commands.
         tile_overlap: default tile overlap ``(frames, height, width)``.
         train_frames: clip length the weights were trained with.
-        extras: anything else, e.g. ``bundled`` (weights shipped with the package),
+        extras: anything else, e.g.
             ``bytes_per_pixel_frame`` (memory estimate behind ``--tile auto``), ``protocol_tiles``
             (``{protocol: (tile, overlap)}`` where the official test of a benchmark used another tile).
     """

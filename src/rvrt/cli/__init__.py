@@ -25,6 +25,7 @@ COMMANDS = {
     "eval": "rvrt.cli.eval",
     "weights": "rvrt.cli.weights",
     "train": "rvrt.cli.train",
+    "demo": "rvrt.cli.demo",
 }
 
 

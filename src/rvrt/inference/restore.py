@@ -110,8 +110,8 @@ def prepare_model(model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = 
     """The model to restore with, and its spec.
 
     ``weights`` alone: the file says which model it is. ``model`` alone: a registered model with
-    published weights uses them (``"official"``); the default model (``zoo.DEFAULT_MODEL``) ships its
-    weights. Neither: the default model.
+    published weights uses them (``"official"``: downloaded, or shipped with the package). Neither:
+    the default model (``zoo.DEFAULT_MODEL``), whose weights ship with the package.
     """
     if isinstance(model, nn.Module):
         spec = getattr(model, "rvrt_spec", None)
@@ -123,6 +123,9 @@ def prepare_model(model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = 
         model = zoo.DEFAULT_MODEL
         if model is None:
             raise InputError("no model given: pass -m NAME (see `rvrt weights list`) and/or --weights FILE")
+        log.info("no model given: using %s, %s. For the official RVRT models see `rvrt weights list` "
+                 "(e.g. -m rvrt.sr_bi_reds --weights official; their weights are CC-BY-NC-4.0).",
+                 model, zoo.get_spec(model).description)
     if model is None:
         net = load_model(weights)
         _check_restoration(net.rvrt_spec)
@@ -130,10 +133,10 @@ def prepare_model(model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = 
     spec = resolve_spec(model)
     _check_restoration(spec)
     if weights is None:
-        if spec.weights is None and not spec.extras.get("bundled"):
+        if spec.weights is None:
             raise InputError(f"{spec.name} has no published weights: pass --weights FILE")
-        weights = spec.extras.get("bundled") or "official"
-        if weights == "official":
+        weights = "official"
+        if not spec.weights.bundled:
             log.info("using the published weights of %s (%s)", spec.name, spec.weights.url)
     net = create_model(spec, weights=weights)
     return net, spec
