@@ -151,3 +151,14 @@ def test_compiled_runner_gives_the_same_frames(sr_weights):
     # the "aot_eager" backend traces and runs the graph without generating code (fast in CI)
     traced = dict(rvrt.restore_iter(frames, model=model, tile=(0, 0, 0), compile="aot_eager"))
     torch.testing.assert_close(traced[1], plain[1], rtol=0, atol=1e-5)
+
+
+def test_output_may_not_be_the_input(sr_weights, tmp_path, capsys):
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i, img in enumerate(smooth_frames(2, 34, 34)):
+        write_png(src / f"{i}.png", img)
+    before = sorted(p.read_bytes() for p in src.iterdir())
+    assert main(["restore", str(src), "-o", str(src), "--weights", str(sr_weights), "--overwrite", "--quiet"]) == 2
+    assert "is (or holds) the input" in capsys.readouterr().err
+    assert sorted(p.read_bytes() for p in src.iterdir()) == before

@@ -489,6 +489,15 @@ def _palette_frame(rgb: np.ndarray) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray((np.asarray(quantized, dtype=np.uint8), palette), format="pal8")
 
 
+def _refuse_own_input(dest: Path, like: MediaInfo) -> None:
+    """Writing over the input would destroy it before (or while) it is read."""
+    target = dest.resolve()
+    sources = [Path(like.path).resolve()] if like.path else []
+    sources += [Path(f).resolve() for f in (like.files or ())]
+    if any(src == target or target in src.parents for src in sources):
+        raise InputError(f"output {dest} is (or holds) the input {like.path}; choose another output")
+
+
 def open_writer(
     dest: str | os.PathLike,
     *,
@@ -531,6 +540,7 @@ def open_writer(
         raise InputError(f"bit_depth must be 8 or 16, got {bit_depth}")
     if width <= 0 or height <= 0:
         raise InputError(f"output size must be positive, got {width}x{height}")
+    _refuse_own_input(dest, like)
     ext = dest.suffix.lower()
     if ext in IMAGE_EXTENSIONS:
         raise InputError(
