@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def torch_oom() -> type[BaseException]:
+    """``torch.OutOfMemoryError`` (imported lazily: ``rvrt --help`` does not load torch)."""
+    import torch
+
+    return torch.OutOfMemoryError
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rvrt`` script; returns the exit status."""
     parser = _parser()
@@ -61,3 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rvrt {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, torch_oom()) as err:
+        if os.environ.get("RVRT_DEBUG"):
+            raise
+        print(f"rvrt {args.command}: error: out of memory ({type(err).__name__}); use smaller tiles "
+              "(--tile T H W or --tile auto) or fewer frames per tile", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug, not bad input: one line and a way to the traceback
+        if os.environ.get("RVRT_DEBUG"):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"rvrt {args.command}: internal error: {type(err).__name__}: {first} "
+              "(run with RVRT_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 1
