@@ -14,14 +14,14 @@ way the official test script does, then crops back.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rvrt.models.config import ConstructorConfig
 from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, conv3d_per_frame, mirror_pad_end
 from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, FeatureStore, check_video, propagate_branch
 from rvrt.models.spynet import MIN_FLOW_SIZE, SpyNet
@@ -32,12 +32,9 @@ from rvrt.ops.gda import Backend, guided_deformable_attention
 __all__ = ["RVRT", "RVRTConfig", "GuidedDeformableAttention", "BRANCHES"]
 
 
-def _tuple(v: Any) -> Any:
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
 
 @dataclass(frozen=True)
-class RVRTConfig:
+class RVRTConfig(ConstructorConfig):
     """Architecture of an RVRT model. Field names and defaults are the official constructor's.
 
     ``use_checkpoint_*`` and ``no_checkpoint_*_blocks`` control activation checkpointing of
@@ -49,6 +46,8 @@ class RVRTConfig:
     approximation, LayerNorm epsilon 1e-7, and forward flows always computed with SpyNet (that
     port never detects mirror-extended input). The parameters are the same.
     """
+
+    family: ClassVar[str] = "RVRT"
 
     upscale: int = 4
     clip_size: int = 2
@@ -75,8 +74,7 @@ class RVRTConfig:
     mindspore_compat: bool = False
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _tuple(getattr(self, f.name)))
+        self._freeze()
         if self.upscale not in (1, 4):
             raise ValueError(
                 f"RVRT supports upscale 4 (super-resolution) or 1 (deblurring/denoising); got {self.upscale}"
@@ -98,31 +96,6 @@ class RVRTConfig:
     def in_channels(self) -> int:
         """Input channels: 3 (RGB), or 4 for non-blind denoising (RGB + sigma map)."""
         return 4 if self.nonblind_denoising else 3
-
-    @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> RVRTConfig:
-        """Build from the official constructor's keyword arguments.
-
-        ``spynet_path`` is not part of the architecture and must be handled by the caller;
-        ``norm_layer`` is accepted if it is ``nn.LayerNorm`` (the only supported norm).
-        """
-        kwargs = dict(kwargs)
-        norm = kwargs.pop("norm_layer", nn.LayerNorm)
-        if norm is not nn.LayerNorm:
-            raise ValueError(f"only norm_layer=nn.LayerNorm is supported; got {norm!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise ValueError(f"unknown RVRT option(s) {unknown}; known: {sorted(names)}")
-        return cls(**kwargs)
-
-    def to_kwargs(self) -> dict[str, Any]:
-        """Official constructor keyword arguments (JSON-compatible), the inverse of :meth:`from_kwargs`."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
 
 
 class GuidedDeformableAttention(nn.Module):

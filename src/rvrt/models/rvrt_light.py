@@ -19,14 +19,14 @@ which is its point: about half of RVRT's memory at equal input size (mindediting
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from rvrt.errors import InputError
+from rvrt.models.config import ConstructorConfig
 from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, mirror_pad_end
 from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, FeatureStore, check_video, propagate_branch
 from rvrt.models.swin import RSTBWithInputConv
@@ -40,12 +40,9 @@ NORM_EPS = 1e-7
 GELU = "tanh"
 
 
-def _tuple(v: Any) -> Any:
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
 
 @dataclass(frozen=True)
-class RVRTLightConfig:
+class RVRTLightConfig(ConstructorConfig):
     """Architecture of an RVRT Light model: the MindSpore constructor's arguments and defaults.
 
     ``img_size`` and ``max_residue_magnitude`` are accepted for compatibility and change
@@ -54,6 +51,8 @@ class RVRTLightConfig:
     ``recurrent_feature_refinement_steps`` (0-4) runs only the first branches; the
     reconstruction then repeats the last computed features for the missing ones.
     """
+
+    family: ClassVar[str] = "RVRT Light"
 
     upscale: int = 4
     clip_size: int = 2
@@ -76,8 +75,7 @@ class RVRTLightConfig:
     recurrent_feature_refinement_steps: int = 4
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _tuple(getattr(self, f.name)))
+        self._freeze()
         if self.upscale != 4:
             raise ValueError(f"RVRT Light is defined for upscale=4 (video super-resolution) only; got {self.upscale}")
         if self.nonblind_denoising:
@@ -108,30 +106,6 @@ class RVRTLightConfig:
     def in_channels(self) -> int:
         """Input channels (RGB)."""
         return 3
-
-    @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> RVRTLightConfig:
-        """Build from the MindSpore constructor's keyword arguments.
-
-        ``norm_layer`` is accepted if it is ``torch.nn.LayerNorm`` (the only supported norm).
-        """
-        kwargs = dict(kwargs)
-        norm = kwargs.pop("norm_layer", nn.LayerNorm)
-        if norm is not nn.LayerNorm:
-            raise ValueError(f"only norm_layer=nn.LayerNorm is supported; got {norm!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise ValueError(f"unknown RVRT Light option(s) {unknown}; known: {sorted(names)}")
-        return cls(**kwargs)
-
-    def to_kwargs(self) -> dict[str, Any]:
-        """Constructor keyword arguments (JSON-compatible), the inverse of :meth:`from_kwargs`."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
 
 
 class ClipWindowAlignment(nn.Module):

@@ -26,15 +26,15 @@ and last frames at the ends as the official Vid4 protocol does). Its output is `
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rvrt.errors import InputError
+from rvrt.models.config import ConstructorConfig
 from rvrt.models.layers import Upsampler, conv3d_per_frame, mirror_pad_end
 from rvrt.models.spynet import MIN_FLOW_SIZE, SpyNet
 from rvrt.models.swin import RSTB, WindowAttention
@@ -49,12 +49,9 @@ STAGE_SCALES = (1, 2, 4, 8, 4, 2, 1)
 STAGE_RESHAPES = ("none", "down", "down", "down", "up", "up", "up")
 
 
-def _tuple(v: Any) -> Any:
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
 
 @dataclass(frozen=True)
-class VRTConfig:
+class VRTConfig(ConstructorConfig):
     """Architecture of a VRT model. Field names and defaults are the official constructor's.
 
     ``depths``, ``embed_dims`` and ``num_heads`` have one entry per stage-1..7 block, then one
@@ -64,6 +61,8 @@ class VRTConfig:
     ``drop_path_rate`` and the ``*checkpoint*`` options only matter for training;
     ``recal_all_flows`` is accepted for compatibility and, as in the published code, unused.
     """
+
+    family: ClassVar[str] = "VRT"
 
     upscale: int = 4
     in_chans: int = 3
@@ -89,8 +88,7 @@ class VRTConfig:
     no_checkpoint_ffn_blocks: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _tuple(getattr(self, f.name)))
+        self._freeze()
         n = len(self.depths)
         if n < 8:
             raise ValueError(f"depths needs 7 stage entries and at least one stage-8 entry; got {n}")
@@ -165,31 +163,6 @@ class VRTConfig:
     def min_frames(self) -> int:
         """The fewest frames the published network runs on (the fixed count for interpolation)."""
         return self.img_size[0] if self.is_interpolation else {2: 2, 4: 3, 6: 4}[self.pa_frames]
-
-    @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> VRTConfig:
-        """Build from the official constructor's keyword arguments.
-
-        ``spynet_path`` is not part of the architecture and must be handled by the caller;
-        ``norm_layer`` is accepted if it is ``nn.LayerNorm`` (the only supported norm).
-        """
-        kwargs = dict(kwargs)
-        norm = kwargs.pop("norm_layer", nn.LayerNorm)
-        if norm is not nn.LayerNorm:
-            raise ValueError(f"only norm_layer=nn.LayerNorm is supported; got {norm!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise ValueError(f"unknown VRT option(s) {unknown}; known: {sorted(names)}")
-        return cls(**kwargs)
-
-    def to_kwargs(self) -> dict[str, Any]:
-        """Official constructor keyword arguments (JSON-compatible), the inverse of :meth:`from_kwargs`."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
 
 
 def interpolation_windows(num_frames: int) -> list[tuple[int, int, int, int]]:
