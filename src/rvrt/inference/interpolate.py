@@ -363,8 +363,8 @@ def interpolate(
         InputError: bad input or options, a model that does not interpolate, missing weights,
             fewer than 2 frames (one clear message).
     """
-    from rvrt.inference.restore import RestoreSummary, resolve_device, resolve_dtype, to_float, to_uint
-    from rvrt.inference.video_io import VIDEO_EXTENSIONS, open_reader, open_writer, probe
+    from rvrt.inference.restore import RestoreSummary, resolve_device, resolve_dtype, to_float, write_stream
+    from rvrt.inference.video_io import VIDEO_EXTENSIONS, open_writer, probe
 
     t0 = time.perf_counter()
     net, spec = prepare_vfi_model(model, weights)
@@ -398,29 +398,12 @@ def interpolate(
     total = None
     if info.frame_count:
         total = 2 * info.frame_count - (0 if hold_last else 1)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=(total - done) if total else None, unit="frame", desc="interpolate", dynamic_ncols=True,
-                   leave=False)
-    count = 0
-    try:
-        with open_reader(input, start=first) as reader:
-            frames = (to_float(f.data) for f in reader)
-            for _, frame in interpolate_frames(run, frames, window=window, tile=t, overlap=ov, device=dev,
-                                               first_frame=first, skip_until=done, hold_last=hold_last):
-                writer.write(to_uint(frame, bit_depth))
-                count += 1
-                if bar is not None:
-                    bar.update(1)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+    count = write_stream(
+        writer, input,
+        lambda reader: interpolate_frames(run, (to_float(f.data) for f in reader), window=window, tile=t, overlap=ov,
+                                          device=dev, first_frame=first, skip_until=done, hold_last=hold_last),
+        start=first, bit_depth=bit_depth, total=(total - done) if total else None, progress=progress,
+        desc="interpolate")
     if done and count == 0:
         log.info("nothing left to do: all %d frames were already written", done)
     peak_dev = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None

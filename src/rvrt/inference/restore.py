@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -287,6 +287,40 @@ def _check_vfi_options(interpolate: bool, **options: Any) -> None:
                          "the published ones, CC-BY-NC-4.0, non-commercial use only) or --vfi-weights PATH")
 
 
+def write_stream(writer, source: str | os.PathLike, produce: Callable[[Any], Iterable[tuple[int, torch.Tensor]]],
+                 *, start: int, bit_depth: int, total: int | None, progress: bool, desc: str) -> int:
+    """Open ``source`` at frame ``start``, write every frame ``produce(reader)`` yields (quantised to
+    ``bit_depth``), with a progress bar; close the writer at the end, or abort it (nothing
+    half-written left under the output name) on any exception, Ctrl-C included.
+
+    Returns:
+        The number of frames written.
+    """
+    from rvrt.inference.video_io import open_reader
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc=desc, dynamic_ncols=True, leave=False)
+    count = 0
+    try:
+        with open_reader(source, start=start) as reader:
+            for _, frame in produce(reader):
+                writer.write(to_uint(frame, bit_depth))
+                count += 1
+                if bar is not None:
+                    bar.update(1)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return count
+
+
 def restore_iter(
     source: str | os.PathLike | Iterable[np.ndarray | torch.Tensor],
     *,
@@ -423,7 +457,7 @@ def restore(
         InputError: bad input, impossible options (one clear message).
     """
     from rvrt.inference.interpolate import output_fps, resume_input_frame
-    from rvrt.inference.video_io import VIDEO_EXTENSIONS, open_reader, open_writer, probe
+    from rvrt.inference.video_io import VIDEO_EXTENSIONS, open_writer, probe
 
     t0 = time.perf_counter()
     _check_vfi_options(interpolate, vfi_model=vfi_model, vfi_weights=vfi_weights, vfi_tile=vfi_tile,
@@ -470,35 +504,21 @@ def restore(
     total = info.frame_count
     if total and stage is not None:
         total *= 2
-    bar = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=(total - done) if total else None, initial=0, unit="frame",
-                   desc="restore + interpolate" if stage is not None else "restore", dynamic_ncols=True, leave=False)
-    count = 0
-    try:
-        with open_reader(input, start=first) as reader:
-            frames: Iterable[torch.Tensor] = (to_float(f.data) for f in reader)
-            if add_noise:
-                frames = _noisy(frames, sigma, seed, first)
-            out = restore_frames(run, frames, scale=s, tile=t, overlap=ov, device=dev,
-                                 total=info.frame_count if info.kind == "frames" else None, first_frame=first,
-                                 skip_until=restored_from, backoff=tile == "auto")
-            if stage is not None:
-                out = _then_interpolate(out, stage, device=dev, first_frame=restored_from, skip_until=done)
-            for _, frame in out:
-                writer.write(to_uint(frame, bit_depth))
-                count += 1
-                if bar is not None:
-                    bar.update(1)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+    def produce(reader) -> Iterator[tuple[int, torch.Tensor]]:
+        frames: Iterable[torch.Tensor] = (to_float(f.data) for f in reader)
+        if add_noise:
+            frames = _noisy(frames, sigma, seed, first)
+        out = restore_frames(run, frames, scale=s, tile=t, overlap=ov, device=dev,
+                             total=info.frame_count if info.kind == "frames" else None, first_frame=first,
+                             skip_until=restored_from, backoff=tile == "auto")
+        if stage is not None:
+            out = _then_interpolate(out, stage, device=dev, first_frame=restored_from, skip_until=done)
+        return out
+
+    count = write_stream(writer, input, produce, start=first, bit_depth=bit_depth,
+                         total=(total - done) if total else None, progress=progress,
+                         desc="restore + interpolate" if stage is not None else "restore")
     if done and count == 0:
         log.info("nothing left to do: all %d frames were already restored", done)
     peak_dev = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
