@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rvrt.cli.options import add_compute_options
 from rvrt.errors import InputError
 from rvrt.evaluation import PROTOCOLS, RestoreFn, default_protocol, evaluate, get_protocol, read_sequence_list
 
@@ -35,8 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", type=Path, help="write per-frame scores as CSV")
     p.add_argument("--save", type=Path, help="write the restored frames (PNG) under this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing --json/--csv/--save files")
-    p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="compute precision")
+    add_compute_options(p)
     p.add_argument("--tile", type=int, nargs=3, metavar=("T", "H", "W"),
                    help="test tile in LQ frames/pixels (0 = whole); default: the model's official test tile")
     p.add_argument("--tile-overlap", type=int, nargs=3, metavar=("T", "H", "W"), help="tile overlap")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rvrt.cli.options import INPUT_HELP, add_compute_options, add_output_options, parse_tile
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,13 +17,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "gives 2N-1). The published weights are CC-BY-NC-4.0 (non-commercial): pass --weights "
                     "official to download them, or --weights PATH.",
     )
-    p.add_argument("input", help="video file, folder of frames, or a quoted glob such as 'frames/*.png'")
+    p.add_argument("input", help=INPUT_HELP)
     p.add_argument("-o", "--output", required=True,
                    help="video file (.mp4/.mkv/.mov/.webm/...) or a folder (PNG frames 00000000.png, ...)")
     p.add_argument("-m", "--model", help="frame-interpolation model name or config file (default: vrt.vfi_vimeo)")
     p.add_argument("--weights", help="'official' (download the published weights) or a weights file; required")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="compute precision")
+    add_compute_options(p)
     p.add_argument("--tile", nargs="+", metavar="N",
                    help="spatial tile H W in pixels (0 0 = whole frames), or 'auto' (default: whole frames "
                         "when they fit in memory, else the largest square tile that does)")
@@ -29,33 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="overlap between tiles in pixels (default 20 20)")
     p.add_argument("--no-hold-last", dest="hold_last", action="store_false",
                    help="end on the last input frame (2N-1 frames) instead of holding it (2N frames)")
-    p.add_argument("--codec", help="video encoder (default: libx264 for mp4/mkv/mov, libvpx-vp9 for webm)")
-    p.add_argument("--crf", type=int, help="encoder quality (x264/x265/vp9 CRF; lower is better)")
-    p.add_argument("--preset", help="encoder preset (e.g. x264: ultrafast ... veryslow)")
-    p.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG output bit depth (default: the input's)")
-    p.add_argument("--fps", type=float,
-                   help="output frame rate (default: exactly twice the input's; frames folders count as 25 fps)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run into a frames folder")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    add_output_options(p, fps_help="output frame rate (default: exactly twice the input's; frames folders count "
+                                   "as 25 fps)")
     p.set_defaults(run=run)
-
-
-def parse_tile2(values: list[str] | None, option: str = "--tile"):
-    """``None``, ``"auto"`` or ``(H, W)`` from the words given to a spatial tile option."""
-    if values is None:
-        return None
-    if values == ["auto"]:
-        return "auto"
-    from rvrt.errors import InputError
-
-    try:
-        nums = [int(v) for v in values]
-    except ValueError:
-        nums = []
-    if len(nums) != 2:
-        raise InputError(f"{option} takes two integers H W, or 'auto'; got {' '.join(values)}")
-    return tuple(nums)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = interpolate(
         args.input, args.output, model=args.model, weights=args.weights, device=args.device, dtype=args.dtype,
-        tile=parse_tile2(args.tile), tile_overlap=args.tile_overlap, hold_last=args.hold_last,
+        tile=parse_tile(args.tile, 2), tile_overlap=args.tile_overlap, hold_last=args.hold_last,
         overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, codec=args.codec, crf=args.crf,
         preset=args.preset, bit_depth=args.bit_depth, fps=args.fps,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rvrt.cli.options import INPUT_HELP, add_compute_options, add_output_options, parse_tile
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -12,13 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Restore INPUT (video file, folder of frames, or glob) into OUTPUT (video file or folder of "
                     "PNG frames), streaming: memory depends on the tile sizes, not on the video length.",
     )
-    p.add_argument("input", help="video file, folder of frames, or a quoted glob such as 'frames/*.png'")
+    p.add_argument("input", help=INPUT_HELP)
     p.add_argument("-o", "--output", required=True, help="video file (.mp4/.mkv/.mov/.webm/...) or a folder")
     p.add_argument("-m", "--model", help="registered model name (see `rvrt weights list`) or a config file "
                                          "(.json/.toml of constructor arguments)")
     p.add_argument("--weights", help="weights file (.pth/.safetensors/.ckpt) or 'official' (download)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="compute precision")
+    add_compute_options(p)
     p.add_argument("--tile", nargs="+", metavar="N",
                    help="tile size T H W in input frames/pixels (0 = whole), or 'auto' (from free memory); "
                         "default: the model's official test tile")
@@ -38,44 +39,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--vfi-tile", nargs="+", metavar="N",
                     help="its spatial tile H W in output pixels, or 'auto' (default: whole frames if they fit)")
     st.add_argument("--vfi-tile-overlap", nargs=2, type=int, metavar=("H", "W"), help="its tile overlap")
-    p.add_argument("--codec", help="video encoder (default: libx264 for mp4/mkv/mov, libvpx-vp9 for webm)")
-    p.add_argument("--crf", type=int, help="encoder quality (x264/x265/vp9 CRF; lower is better)")
-    p.add_argument("--preset", help="encoder preset (e.g. x264: ultrafast ... veryslow)")
-    p.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG output bit depth (default: the input's)")
-    p.add_argument("--fps", type=float, help="output frame rate (default: the input's, twice it with --interpolate; "
-                                              "frames folders count as 25 fps)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long videos)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run into a frames folder")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    add_output_options(p, fps_help="output frame rate (default: the input's, twice it with --interpolate; frames "
+                                   "folders count as 25 fps)")
     p.set_defaults(run=run)
 
 
-def _parse_tile(values):
-    if values is None:
-        return None
-    if values == ["auto"]:
-        return "auto"
-    from rvrt.errors import InputError
-
-    try:
-        nums = [int(v) for v in values]
-    except ValueError:
-        nums = []
-    if len(nums) != 3:
-        raise InputError(f"--tile takes three integers T H W, or 'auto'; got {' '.join(values)}")
-    return tuple(nums)
-
-
 def run(args: argparse.Namespace) -> int:
-    from rvrt.cli.interpolate import parse_tile2
     from rvrt.inference.restore import restore
 
     summary = restore(
         args.input, args.output, model=args.model, weights=args.weights, device=args.device, dtype=args.dtype,
-        tile=_parse_tile(args.tile), tile_overlap=args.tile_overlap, sigma=args.sigma, add_noise=args.add_noise,
+        tile=parse_tile(args.tile, 3), tile_overlap=args.tile_overlap, sigma=args.sigma, add_noise=args.add_noise,
         seed=args.seed, interpolate=args.interpolate, vfi_model=args.vfi_model, vfi_weights=args.vfi_weights,
-        vfi_tile=parse_tile2(args.vfi_tile, "--vfi-tile"), vfi_tile_overlap=args.vfi_tile_overlap,
+        vfi_tile=parse_tile(args.vfi_tile, 2, "--vfi-tile"), vfi_tile_overlap=args.vfi_tile_overlap,
         overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, codec=args.codec, crf=args.crf,
         preset=args.preset, bit_depth=args.bit_depth, fps=args.fps, compile=args.compile,
     )
