@@ -31,17 +31,14 @@ log = logging.getLogger(__name__)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        if path.suffix == ".toml":
-            import tomllib  # Python 3.11+
+    if path.suffix == ".toml":
+        from rvrt.train.config import loads_toml  # tomllib, or tomli on Python 3.10
 
-            return tomllib.loads(path.read_text())
+        return loads_toml(path.read_text(), where=f"model config {path}")
+    try:
         return json.loads(path.read_text())
-    except ModuleNotFoundError as err:  # Python 3.10 has no tomllib
-        raise InputError(f"reading {path} needs Python 3.11 (tomllib); use a JSON config instead") from err
     except (OSError, ValueError) as err:
         raise InputError(f"cannot read model config {path}: {err}") from err
-
 
 def _task_of(arch: str, kwargs: dict[str, Any]) -> tuple[str, int]:
     if arch == "vrt" and kwargs.get("pa_frames", 2) == 0:
