@@ -109,7 +109,7 @@ def gda_reference(
     off = offset.reshape(bsz, clip_size, 2, half, taps, 2, h, w).to(acc)  # slot, keys|values, group, tap, dy|dx
     ys = torch.arange(h, device=q.device, dtype=acc).view(1, 1, h, 1)
     xs = torch.arange(w, device=q.device, dtype=acc).view(1, 1, 1, w)
-    frames = kv.reshape(n * clip_size, 2, half, cg, h, w)
+    frames = kv.reshape(n * clip_size, 2, half, cg, h, w).to(acc)  # sampled in `acc` (float32 at least)
     b = torch.arange(bsz, device=q.device)
     # frame read by slot m of query b: kv[b // clip, (m + b) % clip]
     slots = [frames[(b // clip_size) * clip_size + (m + b) % clip_size] for m in range(clip_size)]
