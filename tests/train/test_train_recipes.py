@@ -141,3 +141,15 @@ def test_charbonnier_loss():
     loss = CharbonnierLoss()(x.requires_grad_(), y)
     loss.backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_zero_flow_spynet_start():
+    from rvrt.train.model import init_weights
+
+    recipe = load_recipe("default_sr_small")
+    assert recipe["model"]["spynet"] == "zero-flow"
+    model, _, _ = build_model(recipe["model"])
+    init_weights(model, recipe["model"])
+    a, b = torch.rand(2, 3, 40, 48), torch.rand(2, 3, 40, 48)
+    with torch.no_grad():
+        assert torch.equal(model.spynet(a, b), torch.zeros(2, 2, 40, 48))

@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "name": "",  # registered model: its architecture and config
         "arch": "rvrt",  # architecture of an inline model (when name is empty)
         "kwargs": {},  # constructor keyword arguments, over those of the registered model
-        "spynet": "",  # SpyNet weights to start from: "", a file or an https URL
+        "spynet": "",  # SpyNet weights to start from: "", a file, an https URL, or "zero-flow"
         "init": "",  # weights to start from: "", a file, "official" or "official:<model>"
         "init_strict": True,  # every key of `init` must fit (else load what fits and log the rest)
     },

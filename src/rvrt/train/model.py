@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from rvrt.checkpoint import load_into, load_state_dict_file, save_safetensors
@@ -60,7 +61,15 @@ def _fetch(ref: str) -> Path:
 def init_weights(module: nn.Module, model_cfg: dict[str, Any]) -> None:
     """Load ``model.spynet`` into the SpyNet, then ``model.init`` into the whole network
     (strictly, or whatever fits when ``init_strict`` is false)."""
-    if model_cfg["spynet"] and hasattr(module, "spynet"):
+    if model_cfg["spynet"] == "zero-flow" and hasattr(module, "spynet"):
+        # no pretrained SpyNet at hand: start from zero flows (alignment then learns from the
+        # restoration loss alone) by zeroing the last convolution of every pyramid level
+        with torch.no_grad():
+            for level in module.spynet.basic_module:
+                level.basic_module[-1].weight.zero_()
+                level.basic_module[-1].bias.zero_()
+        log.info("SpyNet starts from zero flows (last layer of each level zeroed)")
+    elif model_cfg["spynet"] and hasattr(module, "spynet"):
         path = _fetch(model_cfg["spynet"])
         sd = load_state_dict_file(path)
         missing, unexpected = module.spynet.load_state_dict(sd, strict=False)
