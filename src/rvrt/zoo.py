@@ -297,8 +297,9 @@ _vrt("vrt.vfi_vimeo", "009_VRT_videofi_Vimeo_4frames", _VRT_VFI, "vfi", 1,
 # mindediting's README links the folder; the file names are those of its configs' ``load_path``
 # (``/data/LLVT/RVRT/ckpt/trained/<file>`` mirrors ``LLVT_opensource/RVRT/ckpt/trained/``).
 _MINDEDITING_RELEASE = "https://download.mindspore.cn/toolkits/mindediting/LLVT_opensource/RVRT/ckpt/trained/"
-_MINDEDITING_SOURCE = "mindspore-lab/mindediting (configs/rvrt_light, configs/rvrt, docs/rvrt.md)"
-_MINDEDITING_LICENSE = "Apache-2.0 (the mindediting repository's licence; no separate weights licence is stated)"
+_MINDEDITING_SOURCE = ("mindspore-lab/mindediting (configs/rvrt_light, configs/rvrt, docs/rvrt.md); the licence is "
+                       "that of the repository, no separate weights licence is stated")
+_MINDEDITING_LICENSE = "Apache-2.0 (mindediting)"
 # Vimeo-90K-T as mindediting evaluates it: 7 frames mirrored to 14, PSNR on Y of the centre frame
 # (mean of its two mirrored outputs), no border crop
 _MINDEDITING_VIMEO = "Y of the centre frame (mean of its two outputs), 7 frames mirrored to 14, no crop"
