@@ -216,6 +216,15 @@ def test_cli_convert_and_errors(tmp_path, capsys, tiny_model):
     assert _same(rvrt.load_model(out), tiny_model)
     assert cli(["weights", "convert", str(pth), str(out), "-m", str(cfg)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
+    half = tmp_path / "half.safetensors"
+    assert cli(["weights", "convert", str(pth), str(half), "-m", str(cfg), "--dtype", "float16"]) == 0
+    assert half.stat().st_size < 0.6 * out.stat().st_size
+    loaded = rvrt.load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    for (k, a), b in zip(tiny_model.named_parameters(), loaded.parameters()):
+        assert torch.equal(a.half().float(), b), k
+    for (k, a), b in zip(tiny_model.named_buffers(), loaded.buffers()):  # rebuilt in full precision
+        assert torch.equal(a, b), k
     assert cli(["weights", "convert", str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not found" in err

@@ -26,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("input", type=Path)
     cv.add_argument("output", type=Path)
     cv.add_argument("-m", "--model", help="model name or config file (default: recognised from the file)")
+    cv.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None,
+                    help="store the parameters in this dtype (float16 halves the file; models load them into "
+                         "float32). Default: as in INPUT")
     cv.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     cv.set_defaults(run=_convert)
 
@@ -66,6 +69,10 @@ def _convert(args: argparse.Namespace) -> int:
         raise InputError(f"{args.output} exists; pass --overwrite to replace it")
     model = load_model(args.input, model=args.model)
     spec = model.rvrt_spec
+    if args.dtype is not None:
+        import torch
+
+        model.to(getattr(torch, args.dtype))
     save_safetensors(model, args.output, arch=spec.arch, config=spec.build_config().to_kwargs(), name=spec.name,
                      metadata={"rvrt.source": args.input.name})
     print(f"wrote {args.output} ({spec.name}, {spec.arch})")
