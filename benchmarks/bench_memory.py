@@ -80,7 +80,7 @@ def main() -> None:
                 sys.exit(proc.stderr)
             line = proc.stderr.strip().splitlines()[-1]
             mem = float(re.search(r"peak host memory (\d+) MB", line).group(1))
-            fps = float(re.search(r"\(([\d.]+) fps\)", line).group(1))
+            fps = float(re.search(r"\(([\d.]+) frames/s\)", line).group(1))
             rows.append((n, mem, fps))
             print(f"{n} frames: {line}", file=sys.stderr)
     print(f"| frames ({width}x{height} -> x4) | peak host RSS (MB) | fps |")
