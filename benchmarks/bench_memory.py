@@ -7,6 +7,10 @@ peak resident memory (the summary line of `rvrt restore`) and the throughput.
 
 Without --model/--weights a small random RVRT x4 (embed 12) is used: the point is the memory
 behaviour of the streaming pipeline, which does not depend on the weights.
+
+``--trace N`` instead restores N synthetic frames in this process (no video decoding or
+encoding) and prints the current and the peak resident memory every 50 frames: the steady
+state, which a peak figure alone cannot show.
 """
 
 from __future__ import annotations
@@ -50,8 +54,12 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--weights")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--trace", type=int, metavar="N", help="trace resident memory over N frames in-process")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    if args.trace:
+        trace(args.trace, width, height, args.tile)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -87,6 +95,37 @@ def main() -> None:
     print("|---|---|---|")
     for n, mem, fps in rows:
         print(f"| {n} | {mem:.0f} | {fps:.2f} |")
+
+
+def trace(frames: int, width: int, height: int, tile: str) -> None:
+    import resource
+
+    import torch
+
+    import rvrt
+    from rvrt.inference.restore import restore_iter
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "small.json").write_text(json.dumps(SMALL))
+        net = rvrt.create_model(Path(tmp) / "small.json")
+
+    def source():
+        rng = np.random.default_rng(0)
+        for _ in range(frames):
+            yield rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    print(f"| frame ({width}x{height} -> x4) | resident MB | peak resident MB |")
+    print("|---:|---:|---:|")
+    for i, _ in restore_iter(source(), model=net, device="cpu", tile=tuple(int(v) for v in tile.split())):
+        if i % 50 == 0 or i == frames - 1:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"| {i} | {rss_mb():.0f} | {peak:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
