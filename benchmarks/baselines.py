@@ -26,12 +26,8 @@ def gda_im2col(q, kv, offset, *, kernel_size, attention_heads, deformable_groups
     hw = h * w
     ys = torch.arange(h, device=q.device, dtype=torch.float32).view(h, 1).expand(h, w).reshape(hw)
     xs = torch.arange(w, device=q.device, dtype=torch.float32).view(1, w).expand(h, w).reshape(hw)
-    ty = torch.tensor(
-        [i - kh // 2 for i in range(kh) for _ in range(kw)], device=q.device, dtype=torch.float32
-    )
-    tx = torch.tensor(
-        [j - kw // 2 for _ in range(kh) for j in range(kw)], device=q.device, dtype=torch.float32
-    )
+    ty = torch.tensor([i - kh // 2 for i in range(kh) for _ in range(kw)], device=q.device, dtype=torch.float32)
+    tx = torch.tensor([j - kw // 2 for _ in range(kh) for j in range(kw)], device=q.device, dtype=torch.float32)
     outs = []
     for b in range(bsz):
         n, t = divmod(b, clip_size)

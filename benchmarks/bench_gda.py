@@ -167,8 +167,7 @@ def bench_one(name: str, p: Problem, device: str, dtype: torch.dtype, repeat: in
     row["fwdbwd_mib"] = mem.peak / 2**20
     row["err_out"] = (out.double() - truth["out"]).abs().max().item()
     row["err_grad"] = max(
-        ((x.grad.double() - g).abs().max() / g.abs().max()).item()
-        for x, g in zip(leaves, truth["grads"], strict=True)
+        ((x.grad.double() - g).abs().max() / g.abs().max()).item() for x, g in zip(leaves, truth["grads"], strict=True)
     )
     return row
 

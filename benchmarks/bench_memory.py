@@ -81,8 +81,20 @@ def main() -> None:
             model_args = ["--weights", str(tmp / "small.safetensors")]
         for n in args.frames:
             src = make_video(tmp / f"in_{n}.mp4", n, width, height)
-            cmd = [sys.executable, "-m", "rvrt", "restore", str(src), "-o", str(tmp / f"out_{n}.mp4"),
-                   "--device", args.device, "--tile", *args.tile.split(), *model_args]
+            cmd = [
+                sys.executable,
+                "-m",
+                "rvrt",
+                "restore",
+                str(src),
+                "-o",
+                str(tmp / f"out_{n}.mp4"),
+                "--device",
+                args.device,
+                "--tile",
+                *args.tile.split(),
+                *model_args,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(proc.stderr)

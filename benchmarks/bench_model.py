@@ -51,16 +51,16 @@ def build(model_name: str, device: str) -> torch.nn.Module:
 
 def clip(t: int, h: int, w: int, device: str) -> torch.Tensor:
     """Smooth moving content (so that flows and offsets are realistic), ``(1, T, 3, H, W)``."""
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                            indexing="ij")
-    frames = [torch.stack([0.5 + 0.3 * torch.sin((xx + 1.5 * i) / (7 + c)) * torch.cos((yy - 0.8 * i) / 9)
-                           for c in range(3)]) for i in range(t)]
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    frames = [
+        torch.stack([0.5 + 0.3 * torch.sin((xx + 1.5 * i) / (7 + c)) * torch.cos((yy - 0.8 * i) / 9) for c in range(3)])
+        for i in range(t)
+    ]
     return torch.stack(frames)[None].to(device)
 
 
 def run_once(model, x, dtype, device):
-    with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=dtype,
-                                                enabled=dtype != torch.float32):
+    with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
         y = model(x)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -96,8 +96,10 @@ def main(argv=None) -> int:
     model = build(args.model, args.device)
     threads = torch.get_num_threads()
     print(f"# {args.model}, LR {h}x{w}, {args.device} ({threads} threads), median of {args.repeat}\n")
-    print("| impl | dtype | frames | s per clip | frames/s | ms per frame | peak device MiB | peak host MiB | "
-          "max abs diff vs rvrt fp32 |")
+    print(
+        "| impl | dtype | frames | s per clip | frames/s | ms per frame | peak device MiB | peak host MiB | "
+        "max abs diff vs rvrt fp32 |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for t in args.frames:
         x = clip(t, h, w, args.device)
@@ -114,8 +116,11 @@ def main(argv=None) -> int:
                 ref = y
             diff = "-" if ref is None else f"{(y - ref).abs().max().item():.2e}"
             dev = "-" if dev_mb is None else f"{dev_mb:.0f}"
-            print(f"| {impl} | {dname} | {t} | {sec:.3f} | {t / sec:.2f} | {1000 * sec / t:.1f} | {dev} | "
-                  f"{host_mb:.0f} | {diff} |", flush=True)
+            print(
+                f"| {impl} | {dname} | {t} | {sec:.3f} | {t / sec:.2f} | {1000 * sec / t:.1f} | {dev} | "
+                f"{host_mb:.0f} | {diff} |",
+                flush=True,
+            )
     return 0
 
 

@@ -31,8 +31,17 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
     print("batch  wall s/it  cpu s/it  (median of iterations 2..N; CPU time of this process, all its threads)")
     for bs in args.batch:
-        recipe = load_recipe(args.recipe, [*args.overrides, f"data.batch_size={bs}", f"train.iterations={args.iters}",
-                                           "train.log_every=1", "train.save_every=0", "data.val={}"])
+        recipe = load_recipe(
+            args.recipe,
+            [
+                *args.overrides,
+                f"data.batch_size={bs}",
+                f"train.iterations={args.iters}",
+                "train.log_every=1",
+                "train.save_every=0",
+                "data.val={}",
+            ],
+        )
         with tempfile.TemporaryDirectory() as out:
             Trainer(recipe, out, progress=False).fit()
             rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))][1:]

@@ -40,8 +40,16 @@ def tiny_rvrt(meta: dict, name: str, **model_kwargs):
 
 # micro VRT architectures (every kind of block, a fraction of a second per clip), as config files
 _VRT_MICRO = dict(
-    arch="vrt", upscale=4, img_size=[2, 32, 32], window_size=[2, 4, 4], depths=[2] * 7 + [1, 1],
-    indep_reconsts=[8], embed_dims=[8] * 7 + [16, 16], num_heads=[1] * 9, mlp_ratio=1.0, pa_frames=2,
+    arch="vrt",
+    upscale=4,
+    img_size=[2, 32, 32],
+    window_size=[2, 4, 4],
+    depths=[2] * 7 + [1, 1],
+    indep_reconsts=[8],
+    embed_dims=[8] * 7 + [16, 16],
+    num_heads=[1] * 9,
+    mlp_ratio=1.0,
+    pa_frames=2,
     deformable_groups=2,
 )
 VRT_MICRO_CONFIGS = {

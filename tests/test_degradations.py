@@ -42,8 +42,9 @@ def _mirror(i: int, n: int) -> int:
 
 def test_half_size_weights_derived_by_hand():
     # x1/2 with antialiasing: kernel 0.5 * cubic(d / 2) at d = +-0.5, +-1.5, +-2.5, +-3.5
-    hand = np.array([-0.01171875, -0.03515625, 0.11328125, 0.43359375, 0.43359375, 0.11328125, -0.03515625,
-                     -0.01171875])
+    hand = np.array(
+        [-0.01171875, -0.03515625, 0.11328125, 0.43359375, 0.43359375, 0.11328125, -0.03515625, -0.01171875]
+    )
     row = np.random.default_rng(0).random(16)
     img = row[None, :, None]  # a single row: the vertical pass is the identity
     out = imresize(img, 0.5)
@@ -108,7 +109,7 @@ def test_integer_result_is_the_float_result_rounded_once():
 
 
 def test_uint16_and_float32_keep_their_dtype():
-    img16 = (_img(5).astype(np.uint16) * 257)
+    img16 = _img(5).astype(np.uint16) * 257
     out16 = imresize(img16, 0.5)
     assert out16.dtype == np.uint16
     ref = imresize(img16.astype(np.float64), 0.5)
@@ -137,8 +138,9 @@ def test_torch_and_numpy_agree(scale):
     f = torch.from_numpy(img.astype(np.float64) / 255).permute(2, 0, 1)[None].repeat(2, 1, 1, 1)
     fo = imresize(f, scale)
     assert fo.shape[:2] == (2, 3)
-    np.testing.assert_allclose(fo[1].permute(1, 2, 0).numpy(), imresize(img.astype(np.float64) / 255, scale),
-                               rtol=0, atol=1e-13)
+    np.testing.assert_allclose(
+        fo[1].permute(1, 2, 0).numpy(), imresize(img.astype(np.float64) / 255, scale), rtol=0, atol=1e-13
+    )
 
 
 def test_imresize_rejects_bad_input():

@@ -37,9 +37,12 @@ def _identity(lq: torch.Tensor) -> torch.Tensor:
 
 
 def _sk_scores(out: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
-    return (skm.peak_signal_noise_ratio(gt, out, data_range=255),
-            skm.structural_similarity(out, gt, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                      data_range=255, channel_axis=-1))
+    return (
+        skm.peak_signal_noise_ratio(gt, out, data_range=255),
+        skm.structural_similarity(
+            out, gt, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1
+        ),
+    )
 
 
 def test_identity_restore_scores_lq_against_gt(tmp_path):
@@ -198,8 +201,7 @@ def test_results_json_csv_table_and_save(tmp_path):
 
     calls = []
     with pytest.raises(InputError, match="exists"):  # refused before any restoring
-        evaluate(lambda x: calls.append(x) or x, lq_root, gt_root, DEBLUR, progress=False,
-                 save_dir=tmp_path / "save")
+        evaluate(lambda x: calls.append(x) or x, lq_root, gt_root, DEBLUR, progress=False, save_dir=tmp_path / "save")
     assert not calls
     evaluate(_identity, lq_root, gt_root, DEBLUR, progress=False, save_dir=tmp_path / "save", overwrite=True)
 

@@ -52,8 +52,9 @@ def test_border_crop_ignores_the_border():
 
 
 def _sk_ssim(a, b, channel_axis=-1):
-    return skm.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                     data_range=255, channel_axis=channel_axis)
+    return skm.structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=channel_axis
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1])

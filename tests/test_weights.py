@@ -54,8 +54,13 @@ def test_pth_safetensors_round_trip_keeps_config(tmp_path, tiny_spec, tiny_model
     pth = tmp_path / "w.pth"
     torch.save({"params": tiny_model.state_dict()}, pth)
     out = tmp_path / "w.safetensors"
-    save_safetensors(rvrt.create_model(tiny_spec, weights=pth), out, arch="rvrt",
-                     config=tiny_model.config.to_kwargs(), name="rvrt:tiny")
+    save_safetensors(
+        rvrt.create_model(tiny_spec, weights=pth),
+        out,
+        arch="rvrt",
+        config=tiny_model.config.to_kwargs(),
+        name="rvrt:tiny",
+    )
     assert json.loads(read_metadata(out)["rvrt.config"])["embed_dims"] == [24, 24, 24]
     stored = load_state_dict_file(out)
     assert not any(k.endswith("relative_position_index") for k in stored)  # constants are rebuilt on load
@@ -77,15 +82,17 @@ def test_official_checkpoint_is_recognised_from_its_keys(tmp_path):
 def test_weights_of_another_architecture_are_rejected_with_the_key_lists(tmp_path, tiny_model):
     path = tmp_path / "sr.pth"
     torch.save({"params": tiny_model.state_dict()}, path)
-    deblur = zoo.ModelSpec(name="rvrt:tiny_deblur", arch="rvrt", kwargs=dict(TINY, upscale=1), task="deblur",
-                           scale=1, description="tiny")
+    deblur = zoo.ModelSpec(
+        name="rvrt:tiny_deblur", arch="rvrt", kwargs=dict(TINY, upscale=1), task="deblur", scale=1, description="tiny"
+    )
     with pytest.raises(WeightsError) as err:
         rvrt.create_model(deblur, weights=path)
     msg = str(err.value)
     assert "missing key(s): feat_extract.1.weight" in msg
     assert "unexpected key(s): feat_extract.main.1.weight" in msg
-    bigger = zoo.ModelSpec(name="rvrt:tiny48", arch="rvrt", kwargs=dict(TINY, embed_dims=[48] * 3), task="sr",
-                           scale=4, description="tiny")
+    bigger = zoo.ModelSpec(
+        name="rvrt:tiny48", arch="rvrt", kwargs=dict(TINY, embed_dims=[48] * 3), task="sr", scale=4, description="tiny"
+    )
     with pytest.raises(WeightsError, match="mismatched shape.*expected \\[48"):
         rvrt.create_model(bigger, weights=path)
     with pytest.raises(WeightsError, match="cannot tell which model"):
@@ -167,8 +174,15 @@ def test_official_weights_via_file_url_into_cache(tmp_path, monkeypatch, tiny_mo
     src = tmp_path / "release" / "tiny_task.pth"
     src.parent.mkdir()
     torch.save({"params": tiny_model.state_dict()}, src)
-    spec = zoo.ModelSpec(name="rvrt:tiny", arch="rvrt", kwargs=TINY, task="sr", scale=4, description="tiny",
-                         weights=zoo.WeightsSpec(url=src.as_uri(), sha256=_sha(src)))
+    spec = zoo.ModelSpec(
+        name="rvrt:tiny",
+        arch="rvrt",
+        kwargs=TINY,
+        task="sr",
+        scale=4,
+        description="tiny",
+        weights=zoo.WeightsSpec(url=src.as_uri(), sha256=_sha(src)),
+    )
     monkeypatch.setenv("RVRT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RVRT_OFFLINE", "1")  # file:// still works offline
     model = rvrt.create_model(spec, weights="official")
@@ -182,8 +196,14 @@ def test_official_weights_via_file_url_into_cache(tmp_path, monkeypatch, tiny_mo
 
 def test_zoo_names_aliases_and_weights_are_consistent():
     names = rvrt.list_models()
-    assert {"rvrt.sr_bi_reds", "rvrt.sr_bi_vimeo", "rvrt.sr_bd_vimeo", "rvrt.deblur_dvd", "rvrt.deblur_gopro",
-            "rvrt.denoise_davis"} <= set(names)
+    assert {
+        "rvrt.sr_bi_reds",
+        "rvrt.sr_bi_vimeo",
+        "rvrt.sr_bd_vimeo",
+        "rvrt.deblur_dvd",
+        "rvrt.deblur_gopro",
+        "rvrt.denoise_davis",
+    } <= set(names)
     for n in names:
         spec = rvrt.get_spec(n)
         for alias in spec.aliases:

@@ -40,6 +40,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise InputError(f"cannot read model config {path}: {err}") from err
 
+
 def _task_of(arch: str, kwargs: dict[str, Any]) -> tuple[str, int]:
     if arch == "vrt" and kwargs.get("pa_frames", 2) == 0:
         return "vfi", 1  # VRT without parallel warping is the frame-interpolation model
@@ -70,8 +71,14 @@ def resolve_spec(model: str | os.PathLike | zoo.ModelSpec) -> zoo.ModelSpec:
         if arch not in zoo.ARCHITECTURES:
             raise InputError(f"{path}: unknown arch {arch!r}; known: {', '.join(zoo.ARCHITECTURES)}")
         task, scale = _task_of(arch, kwargs)
-        spec = zoo.ModelSpec(name=f"{arch}:{path.stem}", arch=arch, kwargs=kwargs, task=task, scale=scale,
-                             description=f"custom {arch} from {path}")
+        spec = zoo.ModelSpec(
+            name=f"{arch}:{path.stem}",
+            arch=arch,
+            kwargs=kwargs,
+            task=task,
+            scale=scale,
+            description=f"custom {arch} from {path}",
+        )
         try:
             spec.build_config()
         except (TypeError, ValueError) as err:

@@ -42,12 +42,14 @@ class DemoResult:
 
     def table(self) -> str:
         w, h = self.size
-        return "\n".join([
-            f"{self.frames} frames, {w // 4}x{h // 4} -> {w}x{h} (x4), Y channel:",
-            f"  bicubic     PSNR {self.bicubic_psnr:6.2f} dB  SSIM {self.bicubic_ssim:.4f}",
-            f"  {self.model:<11} PSNR {self.model_psnr:6.2f} dB  SSIM {self.model_ssim:.4f}"
-            f"  ({self.model_psnr - self.bicubic_psnr:+.2f} dB)",
-        ])
+        return "\n".join(
+            [
+                f"{self.frames} frames, {w // 4}x{h // 4} -> {w}x{h} (x4), Y channel:",
+                f"  bicubic     PSNR {self.bicubic_psnr:6.2f} dB  SSIM {self.bicubic_ssim:.4f}",
+                f"  {self.model:<11} PSNR {self.model_psnr:6.2f} dB  SSIM {self.model_ssim:.4f}"
+                f"  ({self.model_psnr - self.bicubic_psnr:+.2f} dB)",
+            ]
+        )
 
 
 def synthetic_scene(frames: int = 12, width: int = 256, height: int = 192, seed: int = 0) -> list[np.ndarray]:
@@ -70,17 +72,22 @@ def synthetic_scene(frames: int = 12, width: int = 256, height: int = 192, seed:
         y0 = int(rng.integers(0, ch - 40))
         period = int(rng.integers(3, 9))
         for k in range(0, 60, period):
-            draw.line([(x0 + k, y0), (x0 + k + 10, y0 + 40)], fill=tuple(int(v) for v in rng.integers(0, 90, 3)),
-                      width=max(1, period // 3))
+            draw.line(
+                [(x0 + k, y0), (x0 + k + 10, y0 + 40)],
+                fill=tuple(int(v) for v in rng.integers(0, 90, 3)),
+                width=max(1, period // 3),
+            )
     for _ in range(8):  # discs
         r = int(rng.integers(4, 20))
         x, y = int(rng.integers(r, cw - r)), int(rng.integers(r, ch - r))
-        draw.ellipse([x - r, y - r, x + r, y + r], outline=tuple(int(v) for v in rng.integers(0, 255, 3)),
-                     width=2)
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=tuple(int(v) for v in rng.integers(0, 255, 3)), width=2)
     words = ["RVRT", "video", "restore", "x4", "recurrent", "2022", "attention", "frames"]
     for i in range(14):  # text, the classic hard case for upsampling
-        draw.text((int(rng.integers(0, cw - 70)), int(rng.integers(0, ch - 12))), words[i % len(words)],
-                  fill=tuple(int(v) for v in rng.integers(0, 70, 3)))
+        draw.text(
+            (int(rng.integers(0, cw - 70)), int(rng.integers(0, ch - 12))),
+            words[i % len(words)],
+            fill=tuple(int(v) for v in rng.integers(0, 70, 3)),
+        )
     canvas = np.asarray(img)
     return [canvas[t // 2 : t // 2 + height, 2 * t : 2 * t + width].copy() for t in range(frames)]
 
@@ -89,15 +96,31 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: Fraction) -> None:
     from rvrt.inference.video_io import MediaInfo, open_writer
 
     h, w = frames[0].shape[:2]
-    like = MediaInfo(kind="frames", width=w, height=h, fps=fps, frame_count=len(frames), bit_depth=8, names=None,
-                     color={}, channels_note=None, path=str(path))
+    like = MediaInfo(
+        kind="frames",
+        width=w,
+        height=h,
+        fps=fps,
+        frame_count=len(frames),
+        bit_depth=8,
+        names=None,
+        color={},
+        channels_note=None,
+        path=str(path),
+    )
     with open_writer(path, like=like, width=w, height=h, fps=fps, crf=12, overwrite=True) as writer:
         for f in frames:
             writer.write(f)
 
 
-def run_demo(out_dir: str | os.PathLike | None = "rvrt-demo", *, model: str | None = None, frames: int = 12,
-             device: str = "auto", overwrite: bool = False) -> DemoResult:
+def run_demo(
+    out_dir: str | os.PathLike | None = "rvrt-demo",
+    *,
+    model: str | None = None,
+    frames: int = 12,
+    device: str = "auto",
+    overwrite: bool = False,
+) -> DemoResult:
     """Synthesise, degrade, restore and score a clip.
 
     Args:
@@ -130,6 +153,13 @@ def run_demo(out_dir: str | os.PathLike | None = "rvrt-demo", *, model: str | No
             _write_video(out / f"{name}.mp4", clip, Fraction(10))
             files[name] = str(out / f"{name}.mp4")
     h, w = gt[0].shape[:2]
-    return DemoResult(model=spec.name, frames=len(gt), size=(w, h), bicubic_psnr=score(psnr, bicubic),
-                      bicubic_ssim=score(ssim, bicubic), model_psnr=score(psnr, restored),
-                      model_ssim=score(ssim, restored), files=files)
+    return DemoResult(
+        model=spec.name,
+        frames=len(gt),
+        size=(w, h),
+        bicubic_psnr=score(psnr, bicubic),
+        bicubic_ssim=score(ssim, bicubic),
+        model_psnr=score(psnr, restored),
+        model_ssim=score(ssim, restored),
+        files=files,
+    )

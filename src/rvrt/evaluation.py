@@ -124,52 +124,87 @@ PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
         Protocol(
-            "reds4", "REDS4", "sr", 4, "RGB",
+            "reds4",
+            "REDS4",
+            "sr",
+            4,
+            "RGB",
             layout="sequences 000, 011, 015, 020 of REDS train: LQ train_sharp_bicubic/X4 (320x180), "
-                   "GT train_sharp (1280x720), 100 frames 00000000.png ...",
+            "GT train_sharp (1280x720), 100 frames 00000000.png ...",
             note=_SR_NOTE,
         ),
         Protocol(
-            "vid4", "Vid4", "sr", 4, "Y",
+            "vid4",
+            "Vid4",
+            "sr",
+            4,
+            "Y",
             layout="calendar, city, foliage, walk: LQ Vid4/BIx4 or Vid4/BDx4, GT Vid4/GT (same frame names)",
             note=_SR_NOTE,
         ),
         Protocol(
-            "udm10", "UDM10", "sr", 4, "Y",
+            "udm10",
+            "UDM10",
+            "sr",
+            4,
+            "Y",
             layout="10 sequences (prepared with KAIR prepare_UDM10.py): LQ UDM10/BDx4, GT UDM10/GT",
             note=_SR_NOTE + " Published only for BD.",
         ),
         Protocol(
-            "vimeo", "Vimeo-90K-T", "sr", 4, "Y",
+            "vimeo",
+            "Vimeo-90K-T",
+            "sr",
+            4,
+            "Y",
             septuplet=Septuplet(),
             layout="vimeo_septuplet/sequences/<00001>/<0266>/im1..im7.png (GT) and the same tree of LQ "
-                   "frames (vimeo_septuplet_matlabLRx4 or _BDLRx4); restrict to the 7824 test clips "
-                   "with a sequence list (sep_testlist.txt)",
+            "frames (vimeo_septuplet_matlabLRx4 or _BDLRx4); restrict to the 7824 test clips "
+            "with a sequence list (sep_testlist.txt)",
             note="7 LQ frames mirrored to 14, the mean of outputs 3 and 10 scored against im4.",
         ),
         Protocol(
-            "dvd", "DVD", "deblur", 1, "RGB", aggregate="frame",
+            "dvd",
+            "DVD",
+            "deblur",
+            1,
+            "RGB",
+            aggregate="frame",
             layout="10 test videos (KAIR prepare_DVD.py): LQ DVD10/test_GT_blurred, GT DVD10/test_GT",
             note="The paper's numbers come from a MATLAB script (MATLAB psnr/ssim, averaged over all "
-                 "frames); PSNR agrees with this definition, MATLAB's SSIM on RGB differs slightly.",
+            "frames); PSNR agrees with this definition, MATLAB's SSIM on RGB differs slightly.",
         ),
         Protocol(
-            "gopro", "GoPro", "deblur", 1, "RGB", aggregate="frame",
-            layout="11 test videos (KAIR prepare_GoPro_as_video.py): LQ GoPro11/test_GT_blurred, "
-                   "GT GoPro11/test_GT",
+            "gopro",
+            "GoPro",
+            "deblur",
+            1,
+            "RGB",
+            aggregate="frame",
+            layout="11 test videos (KAIR prepare_GoPro_as_video.py): LQ GoPro11/test_GT_blurred, GT GoPro11/test_GT",
             note="The paper's numbers come from a MATLAB script (MATLAB psnr/ssim, averaged over all "
-                 "frames); PSNR agrees with this definition, MATLAB's SSIM on RGB differs slightly.",
+            "frames); PSNR agrees with this definition, MATLAB's SSIM on RGB differs slightly.",
         ),
         Protocol(
-            "set8", "Set8", "denoise", 1, "RGB", noise=True,
+            "set8",
+            "Set8",
+            "denoise",
+            1,
+            "RGB",
+            noise=True,
             layout="8 sequences (tractor, touchdown, park_joy, sunflower, hypersmooth, motorbike, "
-                   "rafting, snowboard); GT only (the noisy input is generated; --lq may equal --gt)",
+            "rafting, snowboard); GT only (the noisy input is generated; --lq may equal --gt)",
             note="Gaussian noise sigma in {10, 20, 30, 40, 50}; the papers report PSNR.",
         ),
         Protocol(
-            "davis", "DAVIS-test", "denoise", 1, "RGB", noise=True,
+            "davis",
+            "DAVIS-test",
+            "denoise",
+            1,
+            "RGB",
+            noise=True,
             layout="30 DAVIS-2017 test-dev sequences (480p); GT only (the noisy input is generated; "
-                   "--lq may equal --gt)",
+            "--lq may equal --gt)",
             note="Gaussian noise sigma in {10, 20, 30, 40, 50}; the papers report PSNR.",
         ),
     )
@@ -180,8 +215,9 @@ def default_protocol(task: str, scale: int) -> Protocol:
     """A plain protocol for a task (every frame, RGB reported, mean over sequences)."""
     if task not in ("sr", "deblur", "denoise"):
         raise InputError(f"no evaluation protocol for task {task!r}")
-    return Protocol(f"generic-{task}", f"{task} x{scale}" if scale > 1 else task, task, scale, "RGB",
-                    noise=task == "denoise")
+    return Protocol(
+        f"generic-{task}", f"{task} x{scale}" if scale > 1 else task, task, scale, "RGB", noise=task == "denoise"
+    )
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
@@ -309,16 +345,14 @@ class EvalResult:
             "overall": means[p.aggregate],
             "mean_over_sequences": means["sequence"],
             "mean_over_frames": means["frame"],
-            "reported": {"channel": p.channel, "psnr": _finite(self.reported[0]),
-                         "ssim": _finite(self.reported[1])},
+            "reported": {"channel": p.channel, "psnr": _finite(self.reported[0]), "ssim": _finite(self.reported[1])},
             **self.extras,
             "sequences": [
                 {
                     "name": s.name,
                     "num_frames": len(s.frames),
                     **{m: _finite(s.mean(m)) for m in METRICS},
-                    "frames": [{"name": f.name, **{m: _finite(getattr(f, m)) for m in METRICS}}
-                               for f in s.frames],
+                    "frames": [{"name": f.name, **{m: _finite(getattr(f, m)) for m in METRICS}} for f in s.frames],
                 }
                 for s in self.sequences
             ],
@@ -360,8 +394,7 @@ class EvalResult:
 
         for s in self.sequences:
             rows.append(fmt(s.name, len(s.frames), [s.mean(m) for m in METRICS]))
-        rows.append(fmt("mean of sequences", len(self.sequences),
-                        [self.mean(m, "sequence") for m in METRICS]))
+        rows.append(fmt("mean of sequences", len(self.sequences), [self.mean(m, "sequence") for m in METRICS]))
         rows.append(fmt("mean of frames", self.num_frames, [self.mean(m, "frame") for m in METRICS]))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [head]
@@ -409,8 +442,10 @@ def _select(found: dict[str, list[Path]], names: Sequence[str] | None, root: Pat
         return found
     missing = [n for n in names if n not in found]
     if missing:
-        raise InputError(f"{len(missing)} listed sequence(s) not found under {root}: {', '.join(missing[:5])}"
-                         + (" ..." if len(missing) > 5 else ""))
+        raise InputError(
+            f"{len(missing)} listed sequence(s) not found under {root}: {', '.join(missing[:5])}"
+            + (" ..." if len(missing) > 5 else "")
+        )
     return {n: found[n] for n in names}
 
 
@@ -456,8 +491,10 @@ def _load_frames(paths: Sequence[Path], what: str, seq: str) -> list[np.ndarray]
     shape = frames[0].shape
     for p, f in zip(paths, frames, strict=True):
         if f.shape != shape:
-            raise InputError(f"sequence {seq}: {what} frame {p.name} is {f.shape[1]}x{f.shape[0]}, "
-                             f"the first is {shape[1]}x{shape[0]}")
+            raise InputError(
+                f"sequence {seq}: {what} frame {p.name} is {f.shape[1]}x{f.shape[0]}, "
+                f"the first is {shape[1]}x{shape[0]}"
+            )
     return frames
 
 
@@ -543,15 +580,23 @@ def evaluate(
     for pr in bar:
         score = _evaluate_sequence(restore_fn, pr, proto, sigma, save_root)
         results.append(score)
-        log.info("%s: PSNR %.2f dB, SSIM %.4f, PSNR-Y %.2f dB, SSIM-Y %.4f (%d frames)", pr.name,
-                 score.psnr, score.ssim, score.psnr_y, score.ssim_y, len(score.frames))
+        log.info(
+            "%s: PSNR %.2f dB, SSIM %.4f, PSNR-Y %.2f dB, SSIM-Y %.4f (%d frames)",
+            pr.name,
+            score.psnr,
+            score.ssim,
+            score.psnr_y,
+            score.ssim_y,
+            len(score.frames),
+        )
         if progress:
             bar.set_postfix_str(f"{pr.name}: {score.psnr:.2f} dB")
     return EvalResult(proto, tuple(results), sigma)
 
 
-def _evaluate_sequence(restore_fn: RestoreFn, pr: _Pair, proto: Protocol, sigma: float | None,
-                       save_root: Path | None) -> SequenceScore:
+def _evaluate_sequence(
+    restore_fn: RestoreFn, pr: _Pair, proto: Protocol, sigma: float | None, save_root: Path | None
+) -> SequenceScore:
     gt_frames = _load_frames(pr.gt, "GT", pr.name)
     if proto.noise:
         lq = _make_noisy(_stack_float(gt_frames), sigma, proto.noise_seed)
@@ -560,8 +605,10 @@ def _evaluate_sequence(restore_fn: RestoreFn, pr: _Pair, proto: Protocol, sigma:
     h, w = lq.shape[-2:]
     gh, gw = gt_frames[0].shape[:2]
     if (gh, gw) != (h * proto.scale, w * proto.scale):
-        raise InputError(f"sequence {pr.name}: GT frames are {gw}x{gh} but LQ frames are {w}x{h}; "
-                         f"protocol {proto.name} expects GT = {proto.scale} x LQ")
+        raise InputError(
+            f"sequence {pr.name}: GT frames are {gw}x{gh} but LQ frames are {w}x{h}; "
+            f"protocol {proto.name} expects GT = {proto.scale} x LQ"
+        )
     if proto.septuplet is not None and proto.septuplet.mirror:
         lq = torch.cat([lq, lq.flip(0)], 0)
 
@@ -569,8 +616,9 @@ def _evaluate_sequence(restore_fn: RestoreFn, pr: _Pair, proto: Protocol, sigma:
     expected = (lq.shape[0], 3, gh, gw)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise InputError(f"sequence {pr.name}: restore_fn returned {got}, expected {expected} "
-                         f"(is the model's scale {proto.scale}?)")
+        raise InputError(
+            f"sequence {pr.name}: restore_fn returned {got}, expected {expected} (is the model's scale {proto.scale}?)"
+        )
     out = out.detach()
     if proto.septuplet is not None:
         picks = [out[i] for i in proto.septuplet.outputs]
@@ -581,9 +629,15 @@ def _evaluate_sequence(restore_fn: RestoreFn, pr: _Pair, proto: Protocol, sigma:
         img = to_uint8(out[i].float().cpu())
         ref = _gt_uint8(gt_frames[i])
         b = proto.border
-        frames.append(FrameScore(stem, psnr(img, ref, border=b), ssim(img, ref, border=b),
-                                 psnr(img, ref, border=b, y_channel=True),
-                                 ssim(img, ref, border=b, y_channel=True)))
+        frames.append(
+            FrameScore(
+                stem,
+                psnr(img, ref, border=b),
+                ssim(img, ref, border=b),
+                psnr(img, ref, border=b, y_channel=True),
+                ssim(img, ref, border=b, y_channel=True),
+            )
+        )
         if save_root is not None:
             write_image(save_root / pr.name / f"{stem}.png", img, overwrite=True)
     return SequenceScore(pr.name, tuple(frames))

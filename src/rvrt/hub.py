@@ -40,8 +40,9 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, progress: bool = True,
-             timeout: float = 60.0) -> Path:
+def download(
+    url: str, dest: str | os.PathLike, *, sha256: str | None = None, progress: bool = True, timeout: float = 60.0
+) -> Path:
     """Fetch ``url`` to ``dest`` unless it is already there (and matches ``sha256``).
 
     The data goes to a temporary ``.part`` file next to ``dest`` first; only a complete file whose sha256 matches (when
@@ -107,4 +108,3 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
         log.info("sha256 of %s: %s (no published checksum to compare with)", dest.name, digest)
     os.replace(part, dest)
     return dest
-

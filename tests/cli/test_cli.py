@@ -27,9 +27,11 @@ def test_no_command_prints_help_and_fails(capsys):
 
 @pytest.mark.parametrize(
     ("exc", "code", "message"),
-    [(RuntimeError("boom\nsecond line"), 1, "internal error: RuntimeError: boom (run with RVRT_DEBUG=1"),
-     (torch.OutOfMemoryError("CUDA out of memory"), 2, "out of memory"),
-     (KeyboardInterrupt(), 130, "interrupted")],
+    [
+        (RuntimeError("boom\nsecond line"), 1, "internal error: RuntimeError: boom (run with RVRT_DEBUG=1"),
+        (torch.OutOfMemoryError("CUDA out of memory"), 2, "out of memory"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
 )
 def test_unexpected_failures_are_one_line(monkeypatch, capsys, exc, code, message):
     def fail(args):

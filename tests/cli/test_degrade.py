@@ -34,13 +34,28 @@ def test_bi_mirrors_the_tree_and_modcrops(tmp_path):
 def test_bd_variants_and_glob(tmp_path):
     frames = _tree(tmp_path / "gt", seqs=("s",))
     pattern = str(tmp_path / "gt" / "s" / "*.png")
-    assert main(["degrade", pattern, "-o", str(tmp_path / "bd"), "--kind", "bd", "--bd-variant", "duf",
-                 "--quiet"]) == 0
+    assert main(["degrade", pattern, "-o", str(tmp_path / "bd"), "--kind", "bd", "--bd-variant", "duf", "--quiet"]) == 0
     for rel, img in frames.items():
         name = rel.split("/")[1]
         assert np.array_equal(read_image(tmp_path / "bd" / name), bd_degrade(img, variant="duf"))
-    assert main(["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "bd2"), "--kind", "bd", "--scale", "2",
-                 "--sigma", "1.0", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "degrade",
+                str(tmp_path / "gt"),
+                "-o",
+                str(tmp_path / "bd2"),
+                "--kind",
+                "bd",
+                "--scale",
+                "2",
+                "--sigma",
+                "1.0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     img = frames["s/f0.png"]
     assert np.array_equal(read_image(tmp_path / "bd2" / "s" / "f0.png"), bd_degrade(img, 2, 1.0))
 

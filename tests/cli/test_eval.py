@@ -15,9 +15,19 @@ from rvrt.data.frames import read_image, write_image
 from rvrt.evaluation import evaluate
 
 TINY_SR = {
-    "upscale": 4, "clip_size": 2, "img_size": [2, 64, 64], "window_size": [2, 8, 8], "num_blocks": [1, 2, 1],
-    "depths": [2, 2, 2], "embed_dims": [24, 24, 24], "num_heads": [2, 2, 2], "inputconv_groups": [1] * 6,
-    "deformable_groups": 4, "attention_heads": 4, "attention_window": [3, 3], "max_residue_magnitude": 10,
+    "upscale": 4,
+    "clip_size": 2,
+    "img_size": [2, 64, 64],
+    "window_size": [2, 8, 8],
+    "num_blocks": [1, 2, 1],
+    "depths": [2, 2, 2],
+    "embed_dims": [24, 24, 24],
+    "num_heads": [2, 2, 2],
+    "inputconv_groups": [1] * 6,
+    "deformable_groups": 4,
+    "attention_heads": 4,
+    "attention_window": [3, 3],
+    "max_residue_magnitude": 10,
     "cpu_cache_length": 100,
 }
 
@@ -41,10 +51,28 @@ def tiny(tmp_path_factory):
 
 def test_eval_prints_table_and_writes_json_csv_frames(tiny, tmp_path, capsys):
     root, cfg, weights = tiny
-    args = ["eval", "-m", str(cfg), "--weights", str(weights), "--lq", str(root / "lq"),
-            "--gt", str(root / "gt"), "--protocol", "vid4", "--json", str(tmp_path / "r.json"),
-            "--csv", str(tmp_path / "r.csv"),
-            "--save", str(tmp_path / "out"), "--device", "cpu", "--quiet"]
+    args = [
+        "eval",
+        "-m",
+        str(cfg),
+        "--weights",
+        str(weights),
+        "--lq",
+        str(root / "lq"),
+        "--gt",
+        str(root / "gt"),
+        "--protocol",
+        "vid4",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--csv",
+        str(tmp_path / "r.csv"),
+        "--save",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "Vid4" in printed and "mean of sequences" in printed
@@ -55,8 +83,7 @@ def test_eval_prints_table_and_writes_json_csv_frames(tiny, tmp_path, capsys):
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["protocol"] == "vid4" and data["num_frames"] == 4
     assert data["overall"]["psnr_y"] == pytest.approx(expected.psnr_y, rel=1e-9)
-    assert data["sequences"][1]["frames"][1]["ssim"] == pytest.approx(expected.sequences[1].frames[1].ssim,
-                                                                      rel=1e-9)
+    assert data["sequences"][1]["frames"][1]["ssim"] == pytest.approx(expected.sequences[1].frames[1].ssim, rel=1e-9)
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 5
     with torch.no_grad():
         lq = torch.from_numpy(np.stack([read_image(root / "lq" / "b" / f"{i:03d}.png") for i in range(2)]))
@@ -79,8 +106,23 @@ def test_eval_prints_table_and_writes_json_csv_frames(tiny, tmp_path, capsys):
 )
 def test_eval_rejects_mismatched_protocols(tiny, capsys, extra, message):
     root, cfg, weights = tiny
-    code = main(["eval", "-m", str(cfg), "--weights", str(weights), "--lq", str(root / "lq"),
-                 "--gt", str(root / "gt"), "--device", "cpu", "--quiet", *extra])
+    code = main(
+        [
+            "eval",
+            "-m",
+            str(cfg),
+            "--weights",
+            str(weights),
+            "--lq",
+            str(root / "lq"),
+            "--gt",
+            str(root / "gt"),
+            "--device",
+            "cpu",
+            "--quiet",
+            *extra,
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
@@ -92,6 +134,10 @@ def test_eval_needs_a_model_and_lq(tiny, capsys):
     assert "-m/--model" in capsys.readouterr().err
     assert main(["eval", "-m", str(cfg), "--gt", str(root / "gt"), "--device", "cpu", "--quiet"]) == 2
     assert "no published weights" in capsys.readouterr().err
-    assert main(["eval", "-m", str(cfg), "--weights", str(weights), "--gt", str(root / "gt"), "--device", "cpu",
-                 "--quiet"]) == 2
+    assert (
+        main(
+            ["eval", "-m", str(cfg), "--weights", str(weights), "--gt", str(root / "gt"), "--device", "cpu", "--quiet"]
+        )
+        == 2
+    )
     assert "needs --lq" in capsys.readouterr().err

@@ -50,8 +50,22 @@ def test_eval_vrt_super_resolution(tiny_vrt, bench, tmp_path, capsys):
 
 def test_eval_vrt_denoising_with_sigma(tiny_vrt, bench, tmp_path, capsys):
     cfg, weights = tiny_vrt["denoise"]
-    args = ["eval", "-m", str(cfg), "--weights", str(weights), "--gt", str(bench / "clean"), "--protocol", "set8",
-            "--device", "cpu", "--quiet", "--json", str(tmp_path / "r.json")]
+    args = [
+        "eval",
+        "-m",
+        str(cfg),
+        "--weights",
+        str(weights),
+        "--gt",
+        str(bench / "clean"),
+        "--protocol",
+        "set8",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     assert main(args) == 2 and "sigma" in capsys.readouterr().err
     assert main([*args, "--sigma", "20"]) == 0
     data = json.loads((tmp_path / "r.json").read_text())

@@ -57,8 +57,18 @@ def test_interpolate_errors(frames, tmp_path, capsys, extra, message):
 def test_space_time_from_the_restore_command(tiny_vrt, frames, tmp_path, capsys):
     sr, sr_w = tiny_vrt["sr"]
     vfi, vfi_w = tiny_vrt["vfi"]
-    base = ["restore", str(frames), "-o", str(tmp_path / "st.mp4"), "-m", str(sr), "--weights", str(sr_w),
-            "--device", "cpu"]
+    base = [
+        "restore",
+        str(frames),
+        "-o",
+        str(tmp_path / "st.mp4"),
+        "-m",
+        str(sr),
+        "--weights",
+        str(sr_w),
+        "--device",
+        "cpu",
+    ]
     assert main([*base, "--interpolate"]) == 2
     assert "--vfi-weights official" in _one_line_error(capsys)
     assert main([*base, "--vfi-tile", "8", "8"]) == 2

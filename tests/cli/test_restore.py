@@ -44,8 +44,27 @@ def clip(tmp_path_factory) -> Path:
 
 def test_video_to_video_keeps_rate_audio_and_scales(clip, sr_weights, tmp_path, capsys):
     out = tmp_path / "out.mp4"
-    assert main(["restore", str(clip), "-o", str(out), "--weights", str(sr_weights), "--tile", "4", "0", "0",
-                 "--tile-overlap", "2", "0", "0"]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                str(clip),
+                "-o",
+                str(out),
+                "--weights",
+                str(sr_weights),
+                "--tile",
+                "4",
+                "0",
+                "0",
+                "--tile-overlap",
+                "2",
+                "0",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "5 frames" in capsys.readouterr().err
     src, dst = probe(clip), probe(out)
     assert (dst.width, dst.height) == (4 * src.width, 4 * src.height)
@@ -86,8 +105,9 @@ def test_frames_folder_names_bit_depth_and_resume(sr_weights, tmp_path, monkeypa
         rvrt.restore(src, part, weights=sr_weights, tile=(3, 0, 0), tile_overlap=(1, 0, 0), progress=False)
     monkeypatch.setattr(writers._FramesWriter, "write", original)
     assert len(list(part.glob("*.png"))) == 2
-    summary = rvrt.restore(src, part, weights=sr_weights, tile=(3, 0, 0), tile_overlap=(1, 0, 0),
-                           progress=False, resume=True)
+    summary = rvrt.restore(
+        src, part, weights=sr_weights, tile=(3, 0, 0), tile_overlap=(1, 0, 0), progress=False, resume=True
+    )
     assert summary.resumed_from == 2 and summary.frames == 3
     for n in names:
         assert np.array_equal(read_image(part / f"{n}.png")[0], read_image(full / f"{n}.png")[0]), n
@@ -113,8 +133,12 @@ def test_denoising_model_takes_sigma(tmp_path):
         write_png(src / f"{i:03d}.png", img)
     out = tmp_path / "out"
     assert main(["restore", str(src), "-o", str(out), "--weights", str(weights), "--quiet"]) == 2
-    assert main(["restore", str(src), "-o", str(out), "--weights", str(weights), "--sigma", "15",
-                 "--add-noise", "--quiet"]) == 0
+    assert (
+        main(
+            ["restore", str(src), "-o", str(out), "--weights", str(weights), "--sigma", "15", "--add-noise", "--quiet"]
+        )
+        == 0
+    )
     assert read_image(out / "001.png")[0].shape == (132, 132, 3)
 
 

@@ -30,8 +30,12 @@ def arr(t):
 def main():
     DST.mkdir(parents=True, exist_ok=True)
     weights = torch.load(SRC / "tiny_weights.pt", weights_only=True)
-    meta = {"seed": weights["seed"], "configs": weights["configs"], "fingerprints": weights["fingerprints"],
-            "listings": {}}
+    meta = {
+        "seed": weights["seed"],
+        "configs": weights["configs"],
+        "fingerprints": weights["fingerprints"],
+        "listings": {},
+    }
     for name in weights["configs"]:
         meta["listings"][name] = json.loads((SRC / f"keys_{name}.json").read_text())["state_dict"]
         sd = weights["state_dicts"][name]
@@ -45,13 +49,15 @@ def main():
 
     for case in ("tiny_sr", "tiny_sr_mirror", "tiny_deblur", "tiny_denoise"):
         d = torch.load(SRC / f"{case}.pt", weights_only=True)
-        out = {"input": arr(d["input"]), "output_s3": arr(d["output"][S]),
-               "is_mirror_extended": np.array(d["is_mirror_extended"])}
+        out = {
+            "input": arr(d["input"]),
+            "output_s3": arr(d["output"][S]),
+            "is_mirror_extended": np.array(d["is_mirror_extended"]),
+        }
         for k in ("flows_backward", "flows_forward", "da1_out_flow_n1", "da1_out_flow_n2"):
             if d.get(k) is not None:
                 out[k] = arr(d[k])
-        for k in ("da1_out", "feat_shallow", "feat_backward_1", "feat_forward_1", "feat_backward_2",
-                  "feat_forward_2"):
+        for k in ("da1_out", "feat_shallow", "feat_backward_1", "feat_forward_1", "feat_backward_2", "feat_forward_2"):
             if d.get(k) is not None:
                 out[k + "_s3"] = arr(d[k][S])
         if "first_op_call" in d:

@@ -57,8 +57,11 @@ def main():
     listings = {}
     for name in OFFICIAL + list(weights["configs"]):
         d = json.loads((SRC / f"keys_{name}.json").read_text())
-        listings[name] = {"task": d["task"], "constructor_kwargs": d["constructor_kwargs"],
-                          "state_dict": d["state_dict"]}
+        listings[name] = {
+            "task": d["task"],
+            "constructor_kwargs": d["constructor_kwargs"],
+            "state_dict": d["state_dict"],
+        }
     with gzip.open(DST / "listings.json.gz", "wt", compresslevel=9) as f:
         json.dump(listings, f, separators=(",", ":"))
 
@@ -67,15 +70,22 @@ def main():
     for name, bufs in weights["buffers"].items():
         buffer_ids[name] = {}
         for key, value in bufs.items():
-            same = [i for i, seen in enumerate(distinct)
-                    if seen.dtype == value.dtype and seen.shape == value.shape and torch.equal(seen, value)]
+            same = [
+                i
+                for i, seen in enumerate(distinct)
+                if seen.dtype == value.dtype and seen.shape == value.shape and torch.equal(seen, value)
+            ]
             if not same:
                 distinct.append(value)
                 same = [len(distinct) - 1]
             buffer_ids[name][key] = same[0]
     np.savez_compressed(DST / "buffers.npz", **{f"b{i}": arr(v) for i, v in enumerate(distinct)})
-    meta = {"seed": weights["seed"], "configs": weights["configs"], "fingerprints": weights["fingerprints"],
-            "buffers": buffer_ids}
+    meta = {
+        "seed": weights["seed"],
+        "configs": weights["configs"],
+        "fingerprints": weights["fingerprints"],
+        "buffers": buffer_ids,
+    }
     (DST / "meta.json").write_text(json.dumps(meta))
 
     for case in CASES:
@@ -88,8 +98,18 @@ def main():
         for k in ("flows_backward", "flows_forward"):
             for i, f in enumerate(d.get(k) or []):
                 out[f"{k}_{i}_s3"] = arr(f[S3])
-        for k in ("conv_first_input", "conv_first_output", "stage1_output", "stage4_output", "stage7_output",
-                  "features_output", "pa1_out", "pa1_in_x", "pa1_in_x_current", "op1_offset"):
+        for k in (
+            "conv_first_input",
+            "conv_first_output",
+            "stage1_output",
+            "stage4_output",
+            "stage7_output",
+            "features_output",
+            "pa1_out",
+            "pa1_in_x",
+            "pa1_in_x_current",
+            "op1_offset",
+        ):
             if k in d:
                 out[k + "_s3"] = arr(d[k][S3])
         for k in ("pa1_in_x_flow_warpeds", "pa1_in_flows"):

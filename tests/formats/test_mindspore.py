@@ -25,6 +25,7 @@ LIGHT_CKPT = DATA / "tiny_light.ckpt"
 EXCERPT_CKPT = DATA / "tiny_rvrt_excerpt.ckpt"
 LIGHT_CONFIG = DATA / "tiny_light_config.json"
 
+
 # --------------------------------------------------------------------------- a minimal .ckpt writer
 def _varint(v: int) -> bytes:
     v &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negative numbers
@@ -52,14 +53,23 @@ def value_bytes(tag: str, dims, dtype: str, content: bytes, *, packed: bool = Fa
     return _field(1, _field(1, tag.encode()) + _field(2, tensor))
 
 
-MS_TYPES = {np.dtype("float32"): "Float32", np.dtype("float16"): "Float16", np.dtype("float64"): "Float64",
-            np.dtype("int64"): "Int64", np.dtype("int32"): "Int32", np.dtype("uint8"): "UInt8",
-            np.dtype("bool"): "Bool", np.dtype("int8"): "Int8"}
+MS_TYPES = {
+    np.dtype("float32"): "Float32",
+    np.dtype("float16"): "Float16",
+    np.dtype("float64"): "Float64",
+    np.dtype("int64"): "Int64",
+    np.dtype("int32"): "Int32",
+    np.dtype("uint8"): "UInt8",
+    np.dtype("bool"): "Bool",
+    np.dtype("int8"): "Int8",
+}
 
 
 def ckpt_bytes(tensors: dict[str, np.ndarray], *, crc: bool = False) -> bytes:
-    data = b"".join(value_bytes(k, v.shape, MS_TYPES[v.dtype], v.astype(v.dtype.newbyteorder("<")).tobytes())
-                    for k, v in tensors.items())
+    data = b"".join(
+        value_bytes(k, v.shape, MS_TYPES[v.dtype], v.astype(v.dtype.newbyteorder("<")).tobytes())
+        for k, v in tensors.items()
+    )
     if crc:
         data += b"crc_num" + zlib.crc32(data).to_bytes(10, "big")
     return data
@@ -71,7 +81,7 @@ def torch_to_mindspore_names(model: torch.nn.Module) -> dict[str, str]:
     out = {}
     for k in model.state_dict():
         base, _, leaf = k.rpartition(".")
-        out[k] = f"{base}.{ {'weight': 'gamma', 'bias': 'beta'}[leaf]}" if base in norms else k
+        out[k] = f"{base}.{ {'weight': 'gamma', 'bias': 'beta'}[leaf] }" if base in norms else k
     return out
 
 
@@ -84,8 +94,11 @@ def light_rule(name: str, shape: tuple[int, ...], index: int, seed: int = 1) -> 
     elif name.endswith((".beta", ".bias")):
         v = (2 * u - 1) * 0.02
     else:
-        gain = 3 * math.sqrt(3) if name.startswith("deform_align.") and (".proj_q." in name or ".proj_k." in name) \
+        gain = (
+            3 * math.sqrt(3)
+            if name.startswith("deform_align.") and (".proj_q." in name or ".proj_k." in name)
             else math.sqrt(3)
+        )
         v = (2 * u - 1) * gain / math.sqrt(int(np.prod(shape[1:])))
     return v.reshape(shape).astype(np.float32)
 
@@ -178,8 +191,12 @@ def test_bad_position_index_is_an_error():
 
 def test_training_state_and_strings_are_dropped():
     tensors = read_ckpt(LIGHT_CKPT)
-    extra = {"moment1.conv_last.bias": np.zeros(3, np.float32), "global_step": np.array([7], np.int32),
-             "learning_rate": np.array(2e-4, np.float32), "note": np.array("trained on Ascend")}
+    extra = {
+        "moment1.conv_last.bias": np.zeros(3, np.float32),
+        "global_step": np.array([7], np.int32),
+        "learning_rate": np.array(2e-4, np.float32),
+        "note": np.array("trained on Ascend"),
+    }
     sd = mindspore_to_torch({**tensors, **extra}, "rvrt_light")
     assert set(sd) == set(mindspore_to_torch(tensors, "rvrt_light"))
     assert len(sd) == 354
@@ -216,9 +233,13 @@ def test_repeated_tag_elsewhere_is_an_error(tmp_path):
 
 def test_dtypes_scalars_and_packed_dims(tmp_path):
     tensors = {
-        "f16": np.array([[1.5, -2.0]], np.float16), "f64": np.array([1e-300, 3.0]),
-        "i32": np.array([-7, 2**31 - 1], np.int32), "u8": np.arange(5, dtype=np.uint8),
-        "b": np.array([True, False, True]), "i64": np.array([[-(2**40)]], np.int64), "i8": np.array([-3], np.int8),
+        "f16": np.array([[1.5, -2.0]], np.float16),
+        "f64": np.array([1e-300, 3.0]),
+        "i32": np.array([-7, 2**31 - 1], np.int32),
+        "u8": np.arange(5, dtype=np.uint8),
+        "b": np.array([True, False, True]),
+        "i64": np.array([[-(2**40)]], np.int64),
+        "i8": np.array([-3], np.int8),
     }
     bf16 = np.array([1.0, -3.140625, 65280.0], np.float32)  # exactly representable in bfloat16
     data = ckpt_bytes(tensors)

@@ -83,8 +83,7 @@ def test_resume_reproduces_an_uninterrupted_run():
     full = _restore(temporal_mixer, frames, 1, (5, 6, 6), (2, 2, 2))
     for done in (1, 4, 7, 12, 16):
         first = sched.first_window_for(done)
-        part = _restore(temporal_mixer, frames[first:], 1, (5, 6, 6), (2, 2, 2), first_frame=first,
-                        skip_until=done)
+        part = _restore(temporal_mixer, frames[first:], 1, (5, 6, 6), (2, 2, 2), first_frame=first, skip_until=done)
         assert sorted(part) == list(range(done, 17))
         for i in part:
             assert torch.equal(part[i], full[i]), (done, i)
@@ -120,13 +119,23 @@ def test_rvrt_tiled_is_close_to_untiled(rvrt_meta):
     run = model_runner(model, device=torch.device("cpu"), dtype=torch.float32)
     t, h, w = 2, 40, 48
     yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
-    frames = torch.stack([torch.stack([0.5 + 0.2 * torch.sin(0.3 * (xx + 0.35 * i) + c)
-                                       * torch.cos(0.23 * (yy - 0.2 * i) - c) for c in range(3)]) for i in range(t)])
+    frames = torch.stack(
+        [
+            torch.stack(
+                [
+                    0.5 + 0.2 * torch.sin(0.3 * (xx + 0.35 * i) + c) * torch.cos(0.23 * (yy - 0.2 * i) - c)
+                    for c in range(3)
+                ]
+            )
+            for i in range(t)
+        ]
+    )
     whole = _restore(run, frames, 4, (0, 0, 0), (0, 0, 0))
     tiled = _restore(run, frames, 4, (0, 40, 36), (0, 0, 16))  # two tiles side by side
     err = torch.stack([tiled[i] - whole[i] for i in range(t)]).abs()
-    net = torch.stack([whole[i] for i in range(t)]) - torch.nn.functional.interpolate(frames, scale_factor=4,
-                                                                                       mode="bilinear")
+    net = torch.stack([whole[i] for i in range(t)]) - torch.nn.functional.interpolate(
+        frames, scale_factor=4, mode="bilinear"
+    )
     # each tile sees other borders, so RVRT (random weights here) differs a little; the blend keeps it a
     # small fraction of what the network adds to the upsampled input
     assert err.mean() < 0.25 * net.abs().mean()

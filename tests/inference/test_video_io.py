@@ -25,9 +25,7 @@ def _packets(path: Path, kind: str) -> list[tuple]:
     with av.open(str(path)) as container:
         stream = next(s for s in container.streams if s.type == kind)
         tb = stream.time_base
-        return [
-            (float(p.pts * tb), float(p.duration * tb), bytes(p)) for p in container.demux(stream) if p.size
-        ]
+        return [(float(p.pts * tb), float(p.duration * tb), bytes(p)) for p in container.demux(stream) if p.size]
 
 
 def _frames_like(width: int, height: int, n: int, names=None) -> MediaInfo:
@@ -475,10 +473,7 @@ def test_resume_contract(tmp_path):
             for frame in reader:
                 writer.write(restore(frame.data), name=frame.name)
     assert [f.name for f in _read_all(dest)] == names
-    assert all(
-        np.array_equal(a.data, restore(b.data))
-        for a, b in zip(_read_all(dest), _read_all(source), strict=True)
-    )
+    assert all(np.array_equal(a.data, restore(b.data)) for a, b in zip(_read_all(dest), _read_all(source), strict=True))
     with open_writer(dest, like=info, width=8, height=6, resume=True) as writer:
         assert writer.completed == 5  # nothing left to do
     _tiny_pngs(dest, ["stranger"])

@@ -35,8 +35,10 @@ def test_registered_config_is_the_official_one(task):
     assert spec.build_config() == rvrt.RVRTConfig.from_kwargs(**OFFICIAL["tasks"][task]["constructor_kwargs"])
 
 
-@pytest.mark.parametrize(("name", "count"), [("rvrt.sr_bi_reds", 10_782_295), ("rvrt.deblur_gopro", 13_573_159),
-                                             ("rvrt.denoise_davis", 12_786_919)])
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [("rvrt.sr_bi_reds", 10_782_295), ("rvrt.deblur_gopro", 13_573_159), ("rvrt.denoise_davis", 12_786_919)],
+)
 def test_parameter_counts(name, count):
     with torch.device("meta"):
         model = rvrt.create_model(name)

@@ -103,7 +103,15 @@ def test_first_op_call_matches_official():
     offset = torch.zeros(n * clip, d["op_offset_s3"].shape[1], h, w)
     q[S3] = d["op_q_s3"].reshape(n * clip, c2 // 2, *d["op_q_s3"].shape[-2:])
     offset[S3] = d["op_offset_s3"]
-    out = guided_deformable_attention(q, kv, offset, kernel_size=(kh, kw), attention_heads=heads,
-                                      deformable_groups=groups, clip_size=clip, backend="reference")
+    out = guided_deformable_attention(
+        q,
+        kv,
+        offset,
+        kernel_size=(kh, kw),
+        attention_heads=heads,
+        deformable_groups=groups,
+        clip_size=clip,
+        backend="reference",
+    )
     ref = d["op_output_s3"].reshape(n * clip, c2 // 2, *d["op_output_s3"].shape[-2:])
     _check("first_op_call", out[S3], ref, atol=1e-5)

@@ -45,8 +45,9 @@ def test_bias_memo_follows_weight_updates():
     attn = WindowAttention(8, (2, 4, 4), 2)
     with torch.no_grad():
         first = attn.bias(32).clone()
-        attn.load_state_dict({**attn.state_dict(), "relative_position_bias_table": torch.ones_like(
-            attn.relative_position_bias_table)})
+        attn.load_state_dict(
+            {**attn.state_dict(), "relative_position_bias_table": torch.ones_like(attn.relative_position_bias_table)}
+        )
         assert torch.equal(attn.bias(32), torch.ones(2, 32, 32)) and not torch.equal(first, attn.bias(32))
     # with autograd on, the bias stays connected to the table
     attn.bias(32).sum().backward()

@@ -16,8 +16,16 @@ from rvrt.models.vrt import VRT, VRTConfig, interpolation_windows
 
 # small enough to run in a fraction of a second, with every kind of block
 MICRO = dict(
-    upscale=4, img_size=[2, 32, 32], window_size=[2, 4, 4], depths=[2] * 7 + [1, 1], indep_reconsts=[8],
-    embed_dims=[8] * 7 + [16, 16], num_heads=[1] * 9, mlp_ratio=1.0, pa_frames=2, deformable_groups=2,
+    upscale=4,
+    img_size=[2, 32, 32],
+    window_size=[2, 4, 4],
+    depths=[2] * 7 + [1, 1],
+    indep_reconsts=[8],
+    embed_dims=[8] * 7 + [16, 16],
+    num_heads=[1] * 9,
+    mlp_ratio=1.0,
+    pa_frames=2,
+    deformable_groups=2,
 )
 MICRO_DEBLUR = dict(MICRO, upscale=1)
 MICRO_DENOISE = dict(MICRO, upscale=1, nonblind_denoising=True)
@@ -59,19 +67,22 @@ def test_config_rejects_unknown_and_unsupported_options():
     assert VRTConfig.from_kwargs(norm_layer=nn.LayerNorm) == VRTConfig()
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"pa_frames": 3}, "pa_frames"),
-    ({"pa_frames": 0}, "upscale=1"),
-    ({"upscale": 5}, "upscale"),
-    ({"depths": [2] * 7}, "stage-8"),
-    ({"num_heads": [1] * 8}, "same length"),
-    ({"embed_dims": [8] * 6 + [12, 16, 16]}, "embed_dims"),
-    ({"embed_dims": [8] * 7 + [16, 24]}, "stage-8"),
-    ({"num_heads": [3] * 9}, "divisible"),
-    ({"in_chans": 1}, "RGB"),
-    ({"upscale": 1, "out_chans": 1}, "out_chans"),
-    ({"mul_attn_ratio": 1.5}, "mul_attn_ratio"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"pa_frames": 3}, "pa_frames"),
+        ({"pa_frames": 0}, "upscale=1"),
+        ({"upscale": 5}, "upscale"),
+        ({"depths": [2] * 7}, "stage-8"),
+        ({"num_heads": [1] * 8}, "same length"),
+        ({"embed_dims": [8] * 6 + [12, 16, 16]}, "embed_dims"),
+        ({"embed_dims": [8] * 7 + [16, 24]}, "stage-8"),
+        ({"num_heads": [3] * 9}, "divisible"),
+        ({"in_chans": 1}, "RGB"),
+        ({"upscale": 1, "out_chans": 1}, "out_chans"),
+        ({"mul_attn_ratio": 1.5}, "mul_attn_ratio"),
+    ],
+)
 def test_config_rejects_impossible_architectures(change, message):
     with pytest.raises(ValueError, match=message):
         VRTConfig(**{**MICRO, **change})

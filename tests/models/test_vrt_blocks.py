@@ -78,8 +78,14 @@ def test_geglu_mlp():
     x = torch.randn(5, 4)
     ref = mlp.fc2(F.gelu(mlp.fc11(x)) * mlp.fc12(x))
     assert torch.equal(mlp(x), ref)
-    assert [n for n, _ in mlp.named_parameters()] == ["fc11.weight", "fc11.bias", "fc12.weight", "fc12.bias",
-                                                       "fc2.weight", "fc2.bias"]
+    assert [n for n, _ in mlp.named_parameters()] == [
+        "fc11.weight",
+        "fc11.bias",
+        "fc12.weight",
+        "fc12.bias",
+        "fc2.weight",
+        "fc2.bias",
+    ]
 
 
 def test_drop_path():

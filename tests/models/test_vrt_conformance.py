@@ -97,6 +97,7 @@ def run_case(case: str) -> dict:
     def keep(name, fn):
         def hook(module, args, out):
             rec.setdefault(name, fn(args, out))
+
         return hook
 
     def stage1_input(module, args):
@@ -104,8 +105,9 @@ def run_case(case: str) -> dict:
 
     hooks.append(model.stage1.register_forward_pre_hook(stage1_input))
     for i in (1, 4, 7):
-        hooks.append(getattr(model, f"stage{i}").register_forward_hook(
-            keep(f"stage{i}_output", lambda a, o: _channels_first(o))))
+        hooks.append(
+            getattr(model, f"stage{i}").register_forward_hook(keep(f"stage{i}_output", lambda a, o: _channels_first(o)))
+        )
     hooks.append(model.norm.register_forward_hook(keep("features_output", lambda a, o: _channels_first(o))))
     if model.config.pa_frames:
         hooks.append(model.stage1.pa_deform.register_forward_hook(keep("pa1", lambda a, o: (a, o))))
@@ -218,11 +220,20 @@ def test_aligned_input_matches_official(case):
     assert _max(got[S3], d["conv_first_input_s3"]) <= 1e-6
 
 
-@pytest.mark.parametrize("case,key", [
-    ("tiny_sr", "stage1_output"), ("tiny_sr", "stage4_output"), ("tiny_sr", "stage7_output"),
-    ("tiny_deblur", "stage1_output"), ("tiny_deblur", "features_output"), ("tiny_denoise", "stage1_output"),
-    ("tiny_vfi", "conv_first_output"), ("tiny_vfi", "stage1_output"), ("tiny_vfi", "features_output"),
-])
+@pytest.mark.parametrize(
+    "case,key",
+    [
+        ("tiny_sr", "stage1_output"),
+        ("tiny_sr", "stage4_output"),
+        ("tiny_sr", "stage7_output"),
+        ("tiny_deblur", "stage1_output"),
+        ("tiny_deblur", "features_output"),
+        ("tiny_denoise", "stage1_output"),
+        ("tiny_vfi", "conv_first_output"),
+        ("tiny_vfi", "stage1_output"),
+        ("tiny_vfi", "features_output"),
+    ],
+)
 def test_features_match_official(case, key):
     d = load_case(case)
     got = run_case(case)[key]
@@ -258,10 +269,13 @@ def test_raw_deformable_convolution_call_matches_official():
     rows = d["op1_output_rows"].shape[-2]
     h = d["op1_input"].shape[-2]
     # offsets and masks are stored for the first rows only: the other rows' outputs are not compared
-    offset = torch.cat([d["op1_offset_rows"], torch.zeros(*d["op1_offset_rows"].shape[:2], h - rows,
-                                                           d["op1_offset_rows"].shape[-1])], 2)
-    mask = torch.cat([d["op1_mask_rows"], torch.zeros(*d["op1_mask_rows"].shape[:2], h - rows,
-                                                       d["op1_mask_rows"].shape[-1])], 2)
+    offset = torch.cat(
+        [d["op1_offset_rows"], torch.zeros(*d["op1_offset_rows"].shape[:2], h - rows, d["op1_offset_rows"].shape[-1])],
+        2,
+    )
+    mask = torch.cat(
+        [d["op1_mask_rows"], torch.zeros(*d["op1_mask_rows"].shape[:2], h - rows, d["op1_mask_rows"].shape[-1])], 2
+    )
     params = gen_weights(listings()["tiny_sr"]["state_dict"], meta()["seed"])
     weight, bias = params["stage1.pa_deform.weight"], params["stage1.pa_deform.bias"]
     out = deform_conv2d(d["op1_input"], offset, weight, bias, stride, padding, dilation, mask)

@@ -94,15 +94,12 @@ def gda_loops(q, kv, offset, *, kernel_size, attention_heads, deformable_groups,
 
                                 key = [sample(ch) for ch in chans]
                                 logits.append(
-                                    sum(q[b, ch, y, x] * k for ch, k in zip(chans, key, strict=True))
-                                    / math.sqrt(d)
+                                    sum(q[b, ch, y, x] * k for ch, k in zip(chans, key, strict=True)) / math.sqrt(d)
                                 )
                                 values.append([sample(c + ch) for ch in chans])
                     top = max(logits)
                     weights = [math.exp(v - top) for v in logits]
                     total = sum(weights)
                     for idx, ch in enumerate(chans):
-                        out[b, ch, y, x] = (
-                            sum(wt * v[idx] for wt, v in zip(weights, values, strict=True)) / total
-                        )
+                        out[b, ch, y, x] = sum(wt * v[idx] for wt, v in zip(weights, values, strict=True)) / total
     return out

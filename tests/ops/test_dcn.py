@@ -61,8 +61,22 @@ def loop_reference(x, offset, weight, bias, stride, padding, dilation, mask):
     return out
 
 
-def _case(n=2, cin=4, cout=6, groups=2, og=2, h=5, w=6, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
-          dilation=(1, 1), spread=3.0, seed=0, dtype=torch.float64):
+def _case(
+    n=2,
+    cin=4,
+    cout=6,
+    groups=2,
+    og=2,
+    h=5,
+    w=6,
+    kernel=(3, 3),
+    stride=(1, 1),
+    padding=(1, 1),
+    dilation=(1, 1),
+    spread=3.0,
+    seed=0,
+    dtype=torch.float64,
+):
     g = torch.Generator().manual_seed(seed)
     kh, kw = kernel
     ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
@@ -75,15 +89,18 @@ def _case(n=2, cin=4, cout=6, groups=2, og=2, h=5, w=6, kernel=(3, 3), stride=(1
     return x, offset, weight, bias, stride, padding, dilation, mask
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},
-    {"groups": 1, "og": 1},
-    {"groups": 1, "og": 4, "cin": 8},
-    {"groups": 4, "og": 1, "cin": 8, "cout": 4},
-    {"kernel": (2, 3), "stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)},
-    {"h": 1, "w": 7, "kernel": (1, 3), "padding": (0, 1)},
-    {"spread": 12.0},  # most samples fall partly or wholly outside the image
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"groups": 1, "og": 1},
+        {"groups": 1, "og": 4, "cin": 8},
+        {"groups": 4, "og": 1, "cin": 8, "cout": 4},
+        {"kernel": (2, 3), "stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)},
+        {"h": 1, "w": 7, "kernel": (1, 3), "padding": (0, 1)},
+        {"spread": 12.0},  # most samples fall partly or wholly outside the image
+    ],
+)
 def test_matches_loop_reference(kwargs):
     args = _case(**kwargs)
     ref = loop_reference(*args)
@@ -166,14 +183,17 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(fn, tensors, eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda a: {**a, "x": a["x"][0]}, "input must be"),
-    (lambda a: {**a, "weight": torch.cat([a["weight"], a["weight"][:, :1]], 1)}, "not a multiple"),
-    (lambda a: {**a, "offset": a["offset"][:, :-1]}, "offset must be"),
-    (lambda a: {**a, "offset": a["offset"][:, :, :-1]}, "offset must be"),
-    (lambda a: {**a, "mask": a["mask"][:, :-1]}, "mask must be"),
-    (lambda a: {**a, "bias": a["bias"][:-1]}, "bias must be"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda a: {**a, "x": a["x"][0]}, "input must be"),
+        (lambda a: {**a, "weight": torch.cat([a["weight"], a["weight"][:, :1]], 1)}, "not a multiple"),
+        (lambda a: {**a, "offset": a["offset"][:, :-1]}, "offset must be"),
+        (lambda a: {**a, "offset": a["offset"][:, :, :-1]}, "offset must be"),
+        (lambda a: {**a, "mask": a["mask"][:, :-1]}, "mask must be"),
+        (lambda a: {**a, "bias": a["bias"][:-1]}, "bias must be"),
+    ],
+)
 def test_shape_errors(change, message):
     x, offset, weight, bias, stride, padding, dilation, mask = _case()
     a = change(dict(x=x, offset=offset, weight=weight, bias=bias, mask=mask))

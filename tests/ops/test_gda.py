@@ -138,8 +138,7 @@ def test_float32_path_matches_the_exact_float64_path() -> None:
     # float32 samples through grid_sample; float64 takes the exact floor/fraction arithmetic
     case = Case(c=16, heads=2, groups=4, h=13, w=11, kernel=(3, 3))
     q, kv, off = make_inputs(case, dtype=torch.float64, offsets="random", seed=21)
-    args = dict(kernel_size=case.kernel, attention_heads=case.heads, deformable_groups=case.groups,
-                clip_size=case.clip)
+    args = dict(kernel_size=case.kernel, attention_heads=case.heads, deformable_groups=case.groups, clip_size=case.clip)
     exact = gda_reference(q, kv, off, **args)
     fast = gda_reference(q.float(), kv.float(), off.float(), **args)
     torch.testing.assert_close(fast.double(), exact, rtol=1e-5, atol=1e-5)

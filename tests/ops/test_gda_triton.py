@@ -51,9 +51,7 @@ def _compare(case: Case, q, kv, off, *, tol: float, ref_dtype=torch.float64, see
     """Forward and the gradients of q, kv and offset: max error relative to the largest value."""
     g = torch.Generator().manual_seed(seed)
     grad_out = torch.randn(q.shape, generator=g, dtype=torch.float64)
-    want, want_grads = _run(
-        gda_reference, q.to(ref_dtype), kv.to(ref_dtype), off.to(ref_dtype), case, grad_out
-    )
+    want, want_grads = _run(gda_reference, q.to(ref_dtype), kv.to(ref_dtype), off.to(ref_dtype), case, grad_out)
     got, got_grads = _run(_triton, q, kv, off, case, grad_out)
     assert got.dtype == q.dtype and got.shape == want.shape
     errors = {"out": _rel_err(got, want)}
@@ -88,9 +86,7 @@ def test_float32_layouts_match_reference(layout: str, device: str) -> None:
     _compare(case, q, kv, off, tol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "layout, kernel", [("two_heads_per_group", (3, 1)), ("heads_straddle_groups", (1, 3))]
-)
+@pytest.mark.parametrize("layout, kernel", [("two_heads_per_group", (3, 1)), ("heads_straddle_groups", (1, 3))])
 def test_float32_exact_borders_and_integers(layout: str, kernel: tuple[int, int], device: str) -> None:
     # half-pixel offsets: samples on pixel centres, on the last row/column, on -1 and on H/W;
     # the position gradient there is the one-sided derivative that the reference takes too
@@ -103,9 +99,7 @@ def test_float32_exact_borders_and_integers(layout: str, kernel: tuple[int, int]
 @pytest.mark.parametrize(
     "case",
     [
-        Case(
-            n=2, clip=1, c=8, heads=2, groups=2, h=9, w=9, kernel=(1, 3)
-        ),  # 81 px: more than one pixel block
+        Case(n=2, clip=1, c=8, heads=2, groups=2, h=9, w=9, kernel=(1, 3)),  # 81 px: more than one pixel block
         Case(n=1, clip=3, c=6, heads=1, groups=2, h=4, w=3, kernel=(3, 1)),  # D=6, 3-frame clips
     ],
     ids=["clip1_two_blocks", "clip3_one_head"],
@@ -170,9 +164,7 @@ def test_sum_backward_with_expanded_output_gradient(device: str) -> None:
         assert _rel_err(got, want) < 1e-5
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU (compiled kernels, real RVRT sizes)"
-)
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (compiled kernels, real RVRT sizes)")
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1.6e-2)])
 def test_rvrt_sizes_on_gpu(dtype: torch.dtype, tol: float, monkeypatch: pytest.MonkeyPatch) -> None:
     # C=288 in 12 heads of 24 channels (padded to 32), 12 groups: two heads per group
@@ -186,8 +178,7 @@ def test_half_features_with_float32_offsets(device: str) -> None:
     # what the model feeds the op under autocast: bfloat16 q/kv, float32 sampling offsets
     case = Case(c=16, heads=2, groups=2, h=5, w=7, kernel=(1, 3))
     q, kv, off = make_inputs(case, dtype=torch.float32, seed=17, device=device)
-    args = dict(kernel_size=case.kernel, attention_heads=case.heads, deformable_groups=case.groups,
-                clip_size=case.clip)
+    args = dict(kernel_size=case.kernel, attention_heads=case.heads, deformable_groups=case.groups, clip_size=case.clip)
     want = gda_reference(q.double(), kv.double(), off.double(), **args)
     qb, kb = q.bfloat16().requires_grad_(), kv.bfloat16().requires_grad_()
     o = off.clone().requires_grad_()

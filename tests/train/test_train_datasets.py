@@ -45,8 +45,17 @@ def _paired_tree(tmp_path, seqs=("000", "001", "011", "002"), n=6, h=32, w=40, s
 
 def test_reds_partition_crop_alignment_and_augmentation(tmp_path):
     gt, lq = _paired_tree(tmp_path)
-    cfg = dict(type="reds", gt_root=str(gt), lq_root=str(lq), num_frames=3, gt_patch=16, scale=4,
-               hflip=True, rot=True, reverse=True)
+    cfg = dict(
+        type="reds",
+        gt_root=str(gt),
+        lq_root=str(lq),
+        num_frames=3,
+        gt_patch=16,
+        scale=4,
+        hflip=True,
+        rot=True,
+        reverse=True,
+    )
     train = build_dataset(cfg, train=True, seed=3)
     assert sorted({s for s, _ in train.items}) == ["001", "002"]  # REDS4 clips 000 and 011 held out
     assert len(train) == 2 * 6  # one item per frame
@@ -65,8 +74,9 @@ def test_reds_partition_crop_alignment_and_augmentation(tmp_path):
 
 def test_samples_are_a_function_of_index_and_epoch(tmp_path):
     gt, lq = _paired_tree(tmp_path, seqs=("a", "b"))
-    ds = build_dataset(dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8),
-                       train=True, seed=1)
+    ds = build_dataset(
+        dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8), train=True, seed=1
+    )
     a, b, c = ds[(3, 0)], ds[(3, 0)], ds[(3, 1)]
     assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"])
     assert not torch.equal(a["gt"], c["gt"])
@@ -75,8 +85,9 @@ def test_samples_are_a_function_of_index_and_epoch(tmp_path):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_batches_do_not_depend_on_workers(tmp_path, workers):
     gt, lq = _paired_tree(tmp_path, seqs=("a", "b"))
-    ds = build_dataset(dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8),
-                       train=True, seed=1)
+    ds = build_dataset(
+        dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8), train=True, seed=1
+    )
 
     def batches(nw):
         sampler = ResumableSampler(len(ds), batch_size=2, seed=5)
@@ -98,8 +109,11 @@ def test_vimeo_septuplets_mirrored_to_14_frames(tmp_path):
         _write_seq(tmp_path / "sequences", s, gt, names=names)
         _write_seq(tmp_path / "lr", s, [area_downsample(f, 4) for f in gt], names=names)
     (tmp_path / "sep_trainlist.txt").write_text("\n".join(seqs[:2]) + "\n")
-    ds = build_dataset(dict(type="vimeo", gt_root=str(tmp_path / "sequences"), lq_root=str(tmp_path / "lr"),
-                            gt_patch=16), train=True, seed=0)
+    ds = build_dataset(
+        dict(type="vimeo", gt_root=str(tmp_path / "sequences"), lq_root=str(tmp_path / "lr"), gt_patch=16),
+        train=True,
+        seed=0,
+    )
     assert len(ds) == 2  # one item per septuplet of the list
     s = ds[(1, 0)]
     assert s["lq"].shape == (14, 3, 4, 4) and s["gt"].shape == (14, 3, 16, 16)
@@ -107,8 +121,9 @@ def test_vimeo_septuplets_mirrored_to_14_frames(tmp_path):
     # a list entry without its folder is an input error naming it
     (tmp_path / "sep_trainlist.txt").write_text("00001/0001\n00009/0001\n")
     with pytest.raises(InputError, match="00009/0001"):
-        build_dataset(dict(type="vimeo", gt_root=str(tmp_path / "sequences"), lq_root=str(tmp_path / "lr")),
-                      train=True, seed=0)
+        build_dataset(
+            dict(type="vimeo", gt_root=str(tmp_path / "sequences"), lq_root=str(tmp_path / "lr")), train=True, seed=0
+        )
 
 
 def test_malformed_layouts_are_input_errors(tmp_path):
@@ -117,8 +132,7 @@ def test_malformed_layouts_are_input_errors(tmp_path):
     kept = extra.read_bytes()
     extra.unlink()
     with pytest.raises(InputError, match="sequence b: 6 GT frames .* 5 LQ frames"):
-        build_dataset(dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8),
-                      train=True)
+        build_dataset(dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8), train=True)
     extra.write_bytes(kept)
     with pytest.raises(InputError, match="not found"):
         build_dataset(dict(type="dvd", gt_root=str(tmp_path / "nope"), lq_root=str(lq)), train=True)
@@ -127,14 +141,14 @@ def test_malformed_layouts_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="no option"):
         build_dataset(dict(type="paired", gt_root=str(gt), lq_root=str(lq), frame_count=3), train=True)
     # LQ that is not 1/scale of GT: reported when read
-    ds = build_dataset(dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8, scale=2),
-                       train=True)
+    ds = build_dataset(
+        dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8, scale=2), train=True
+    )
     with pytest.raises(InputError, match="not 2x larger"):
         ds[0]
     # a corrupt frame file
     (gt / "a" / "00000000.png").write_bytes(b"not a png")
-    ds = build_dataset(dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8),
-                       train=True)
+    ds = build_dataset(dict(type="paired", gt_root=str(gt), lq_root=str(lq), num_frames=2, gt_patch=8), train=True)
     with pytest.raises(InputError, match="cannot read image"):
         ds[(0, 0)]
 
@@ -143,8 +157,11 @@ def test_davis_noise_per_clip_unclipped_with_sigma_map(tmp_path):
     rng = np.random.default_rng(0)
     for s in ("bear", "boat"):
         _write_seq(tmp_path, s, [_texture(rng, 40, 40) for _ in range(5)], ext="jpg")
-    ds = build_dataset(dict(type="davis", gt_root=str(tmp_path), num_frames=4, gt_patch=32, sigma_min=50,
-                            sigma_max=50), train=True, seed=0)
+    ds = build_dataset(
+        dict(type="davis", gt_root=str(tmp_path), num_frames=4, gt_patch=32, sigma_min=50, sigma_max=50),
+        train=True,
+        seed=0,
+    )
     s = ds[(2, 0)]
     assert s["lq"].shape == (4, 4, 32, 32) and s["gt"].shape == (4, 3, 32, 32)
     assert torch.allclose(s["lq"][:, 3], torch.tensor(50 / 255))
@@ -170,15 +187,28 @@ def test_on_the_fly_degradation_equals_whole_frame_degradation(tmp_path):
     rng = np.random.default_rng(1)
     frames = [_texture(rng, 64, 80) for _ in range(4)]
     _write_seq(tmp_path, "clip", frames)
-    ds = VideoClipDataset(FolderFrames(tmp_path), degrade=_blur_down, scale=4, num_frames=2, gt_patch=24,
-                          hflip=False, rot=False, margin=4, seed=0)
+    ds = VideoClipDataset(
+        FolderFrames(tmp_path),
+        degrade=_blur_down,
+        scale=4,
+        num_frames=2,
+        gt_patch=24,
+        hflip=False,
+        rot=False,
+        margin=4,
+        seed=0,
+    )
     full = [_blur_down(f) for f in frames]
     for i in range(len(ds)):
         s = ds[(i, 0)]
         gt = (s["gt"][0] * 255).round().byte().permute(1, 2, 0).numpy()
         lq = (s["lq"][0] * 255).round().byte().permute(1, 2, 0).numpy()
-        pos = [(y, x) for y in range(0, 64 - 23, 4) for x in range(0, 80 - 23, 4)
-               if any(np.array_equal(f[y : y + 24, x : x + 24], gt) for f in frames)]
+        pos = [
+            (y, x)
+            for y in range(0, 64 - 23, 4)
+            for x in range(0, 80 - 23, 4)
+            if any(np.array_equal(f[y : y + 24, x : x + 24], gt) for f in frames)
+        ]
         assert len(pos) == 1
         y, x = pos[0]
         assert any(np.array_equal(f[y // 4 : y // 4 + 6, x // 4 : x // 4 + 6], lq) for f in full)
@@ -202,8 +232,17 @@ def test_degraded_roots_folders_and_video_files(tmp_path):
     src = discover_sequences(video)
     assert list(src.frames) == [str(video)] and len(src.frames[str(video)]) == 5
     assert src.read(str(video), [4, 1])[0].shape == (48, 48, 3)
-    ds = build_dataset(dict(type="degraded", roots=[str(tmp_path / "frames"), str(tmp_path / "videos")],
-                            degradation="area", num_frames=3, gt_patch=32), train=True, seed=0)
+    ds = build_dataset(
+        dict(
+            type="degraded",
+            roots=[str(tmp_path / "frames"), str(tmp_path / "videos")],
+            degradation="area",
+            num_frames=3,
+            gt_patch=32,
+        ),
+        train=True,
+        seed=0,
+    )
     assert len(ds) == 10
     assert ds[(7, 0)]["lq"].shape == (3, 3, 8, 8)
     with pytest.raises(InputError, match="unknown degradation"):
@@ -222,8 +261,11 @@ def test_augment_flags_cover_the_eight_symmetries():
     seen = {apply_augment(clip, augment_flags(rng, hflip=True, rot=True)).tobytes() for _ in range(200)}
     assert len(seen) == 8
     assert {augment_flags(rng, hflip=False, rot=False) for _ in range(20)} == {(False, False, False)}
-    h, v, t = apply_augment(clip, (True, False, False)), apply_augment(clip, (False, True, False)), \
-        apply_augment(clip, (False, False, True))
+    h, v, t = (
+        apply_augment(clip, (True, False, False)),
+        apply_augment(clip, (False, True, False)),
+        apply_augment(clip, (False, False, True)),
+    )
     assert np.array_equal(h, clip[:, :, ::-1]) and np.array_equal(v, clip[:, ::-1])
     assert np.array_equal(t, clip.transpose(0, 2, 1, 3))
 
@@ -251,6 +293,7 @@ def test_lmdb_source(tmp_path):
                 lines.append(f"{s}/{i:08d}.png (16,16,3) 1")
     env.close()
     (tmp_path / "gt.lmdb" / "meta_info.txt").write_text("\n".join(lines) + "\n")
-    ds = build_dataset(dict(type="noisy", gt_root=str(tmp_path / "gt.lmdb"), io="lmdb", num_frames=2, gt_patch=8),
-                       train=True)
+    ds = build_dataset(
+        dict(type="noisy", gt_root=str(tmp_path / "gt.lmdb"), io="lmdb", num_frames=2, gt_patch=8), train=True
+    )
     assert len(ds) == 6 and ds[(0, 0)]["lq"].shape == (2, 4, 8, 8)

@@ -29,10 +29,28 @@ OFFICIAL = {
     "002_RVRT_videosr_bi_Vimeo_14frames": ("rvrt.sr_bi_vimeo", "vimeo", 7, True, 2e-4, 300_000, 0, False, False),
     "003_RVRT_videosr_bd_Vimeo_14frames": ("rvrt.sr_bd_vimeo", "vimeo", 7, True, 2e-4, 300_000, 0, False, False),
     "004_RVRT_videodeblurring_DVD_16frames": ("rvrt.deblur_dvd", "dvd", 16, False, 4e-4, 600_000, 30_000, False, False),
-    "005_RVRT_videodeblurring_GoPro_16frames": ("rvrt.deblur_gopro", "gopro", 16, False, 4e-4, 600_000, 30_000, False,
-                                                False),
-    "006_RVRT_videodenoising_DAVIS_16frames": ("rvrt.denoise_davis", "davis", 16, False, 4e-4, 600_000, 30_000, False,
-                                               False),
+    "005_RVRT_videodeblurring_GoPro_16frames": (
+        "rvrt.deblur_gopro",
+        "gopro",
+        16,
+        False,
+        4e-4,
+        600_000,
+        30_000,
+        False,
+        False,
+    ),
+    "006_RVRT_videodenoising_DAVIS_16frames": (
+        "rvrt.denoise_davis",
+        "davis",
+        16,
+        False,
+        4e-4,
+        600_000,
+        30_000,
+        False,
+        False,
+    ),
 }
 
 
@@ -88,8 +106,18 @@ def test_lookup_by_file_alias_and_path(tmp_path):
 
 
 def test_overrides():
-    r = load_recipe("tiny_cpu", ["optim.lr=5e-4", "train.iterations=7", "train.amp=bf16", "data.train.count=9",
-                                 "model.kwargs.use_checkpoint_ffn=true", "optim.lr_mul.spynet=0.5", "seed=3"])
+    r = load_recipe(
+        "tiny_cpu",
+        [
+            "optim.lr=5e-4",
+            "train.iterations=7",
+            "train.amp=bf16",
+            "data.train.count=9",
+            "model.kwargs.use_checkpoint_ffn=true",
+            "optim.lr_mul.spynet=0.5",
+            "seed=3",
+        ],
+    )
     assert r["optim"]["lr"] == 5e-4 and r["train"]["iterations"] == 7 and r["train"]["amp"] == "bf16"
     assert r["data"]["train"]["count"] == 9 and r["data"]["train"]["type"] == "synthetic"  # merged, not replaced
     assert r["model"]["kwargs"]["use_checkpoint_ffn"] is True and r["model"]["kwargs"]["upscale"] == 4
@@ -98,8 +126,13 @@ def test_overrides():
     assert apply_override(r, "model.init=weights/x.pth")["model"]["init"] == "weights/x.pth"  # bare string
     replaced = apply_override(r, 'data.train={type = "synthetic", count = 2}')
     assert replaced["data"]["train"] == {"type": "synthetic", "count": 2}  # a table value replaces the table
-    for bad, msg in [("optim.lr", "KEY=VALUE"), ("optim.nope=1", "unknown entry"), ("train.amp=fp8", "amp"),
-                     ("train.iterations=1.5", "must be a int"), ("optim=3", "is a table")]:
+    for bad, msg in [
+        ("optim.lr", "KEY=VALUE"),
+        ("optim.nope=1", "unknown entry"),
+        ("train.amp=fp8", "amp"),
+        ("train.iterations=1.5", "must be a int"),
+        ("optim=3", "is a table"),
+    ]:
         with pytest.raises(InputError, match=msg):
             load_recipe("tiny_cpu", [bad])
 

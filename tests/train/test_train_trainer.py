@@ -22,8 +22,9 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _recipe(*overrides: str) -> dict:
-    return load_recipe("tiny_cpu", ["data.val={}", "train.log_every=1", "train.save_every=0", "train.threads=1",
-                                    *overrides])
+    return load_recipe(
+        "tiny_cpu", ["data.val={}", "train.log_every=1", "train.save_every=0", "train.threads=1", *overrides]
+    )
 
 
 def _load(path: Path) -> dict:
@@ -47,8 +48,7 @@ def _same(a: dict, b: dict) -> bool:
 
 def test_resume_is_bit_exact_across_freeze_switch_epochs_and_workers(tmp_path):
     # 3 clips, 1 per batch: iteration 4 starts epoch 1; SpyNet is frozen for iterations 1-2
-    common = ["train.iterations=4", "train.freeze_iters=3", "data.train.items='sequences'",
-              "data.train.length=4"]
+    common = ["train.iterations=4", "train.freeze_iters=3", "data.train.items='sequences'", "data.train.length=4"]
     straight = Trainer(_recipe(*common, "data.num_workers=0"), tmp_path / "a", progress=False).fit()
     assert straight.status == "finished" and straight.step == 4
 
@@ -71,7 +71,7 @@ def test_resume_is_bit_exact_across_freeze_switch_epochs_and_workers(tmp_path):
     init = _initial_spynet()
     mid = _load(find_checkpoints(tmp_path / "b")[0])
     assert mid["step"] == 2
-    spy = lambda sd: {k[len("spynet."):]: v for k, v in sd.items() if k.startswith("spynet.")}  # noqa: E731
+    spy = lambda sd: {k[len("spynet.") :]: v for k, v in sd.items() if k.startswith("spynet.")}  # noqa: E731
     assert _same(spy(mid["model"]), init)
     assert not _same(spy(b["model"]), init)
     # frozen parameters had no gradient, so Adam kept no state for them before the switch
@@ -87,18 +87,36 @@ def test_resume_is_bit_exact_across_freeze_switch_epochs_and_workers(tmp_path):
 
 def test_tiny_model_overfits_one_clip(tmp_path):
     # one fixed clip (no augmentation, SpyNet frozen); the loss must fall to at most 60% of its start
-    r = _recipe("train.iterations=25", "train.freeze_iters=1000", "data.train.count=1", "data.train.length=2",
-                "data.train.num_frames=2", "data.train.size=[144, 144]", "data.train.hflip=false",
-                "data.train.rot=false", "data.train.reverse=false", "optim.lr=1e-3", "schedule.type='constant'")
+    r = _recipe(
+        "train.iterations=25",
+        "train.freeze_iters=1000",
+        "data.train.count=1",
+        "data.train.length=2",
+        "data.train.num_frames=2",
+        "data.train.size=[144, 144]",
+        "data.train.hflip=false",
+        "data.train.rot=false",
+        "data.train.reverse=false",
+        "optim.lr=1e-3",
+        "schedule.type='constant'",
+    )
     Trainer(r, tmp_path, progress=False).fit()
     losses = list(_losses(tmp_path).values())
     assert sum(losses[-5:]) / 5 < 0.6 * losses[0], losses
 
 
 def test_bf16_accumulation_clipping_and_keep_last(tmp_path):
-    r = _recipe("train.iterations=2", "train.amp='bf16'", "data.batch_size=2", "train.accum_steps=2",
-                "optim.grad_clip=0.05", "data.train.num_frames=2", "data.train.length=2", "train.save_every=1",
-                "train.keep_last=1")
+    r = _recipe(
+        "train.iterations=2",
+        "train.amp='bf16'",
+        "data.batch_size=2",
+        "train.accum_steps=2",
+        "optim.grad_clip=0.05",
+        "data.train.num_frames=2",
+        "data.train.length=2",
+        "train.save_every=1",
+        "train.keep_last=1",
+    )
     res = Trainer(r, tmp_path, progress=False).fit()
     assert res.status == "finished"
     assert all(0 < v < 1 for v in _losses(tmp_path).values())
@@ -144,9 +162,26 @@ def _env() -> dict[str, str]:
 
 def test_sigterm_finishes_the_step_saves_and_exits_130(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "rvrt", "train", "tiny_cpu", "--out", str(out), "--no-progress",
-           "--set", "train.iterations=500", "--set", "train.log_every=1", "--set", "train.save_every=0",
-           "--set", "data.val={}", "--set", "data.train.num_frames=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rvrt",
+        "train",
+        "tiny_cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "train.iterations=500",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.save_every=0",
+        "--set",
+        "data.val={}",
+        "--set",
+        "data.train.num_frames=2",
+    ]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
@@ -166,11 +201,32 @@ def test_sigterm_finishes_the_step_saves_and_exits_130(tmp_path):
 
 def test_torchrun_ddp_two_processes_with_checkpointing_and_spynet_switch(tmp_path):
     out = tmp_path / "ddp"
-    sets = ["train.iterations=3", "train.freeze_iters=2", "data.batch_size=2", "train.log_every=1",
-            "train.save_every=0", "train.val_every=3", "data.val.count=2", "model.kwargs.use_checkpoint_attn=true",
-            "model.kwargs.use_checkpoint_ffn=true"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "rvrt", "train", "tiny_cpu", "--out", str(out), "--no-progress"]
+    sets = [
+        "train.iterations=3",
+        "train.freeze_iters=2",
+        "data.batch_size=2",
+        "train.log_every=1",
+        "train.save_every=0",
+        "train.val_every=3",
+        "data.val.count=2",
+        "model.kwargs.use_checkpoint_attn=true",
+        "model.kwargs.use_checkpoint_ffn=true",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "rvrt",
+        "train",
+        "tiny_cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
@@ -180,7 +236,7 @@ def test_torchrun_ddp_two_processes_with_checkpointing_and_spynet_switch(tmp_pat
     assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
     # the checkpoint is only written when both processes hold the same weights (fingerprint check),
     # so SpyNet's gradients were averaged after the wrapper was rebuilt at iteration 2
-    spy = {k[len("spynet."):]: v for k, v in state["model"].items() if k.startswith("spynet.")}
+    spy = {k[len("spynet.") :]: v for k, v in state["model"].items() if k.startswith("spynet.")}
     assert not _same(spy, _initial_spynet())
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("val_psnr" in r and r["val_psnr"] > 10 for r in rows)

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rvrt",
         description="Video restoration with RVRT, VRT and RVRT Light: super-resolution, deblurring, denoising; "
-                    "frame interpolation and space-time super-resolution with VRT.",
+        "frame interpolation and space-time super-resolution with VRT.",
     )
     parser.add_argument("--version", action="version", version=f"rvrt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
     try:
         return int(args.run(args) or 0)
     except RVRTError as err:
@@ -71,13 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, torch_oom()) as err:
         if os.environ.get("RVRT_DEBUG"):
             raise
-        print(f"rvrt {args.command}: error: out of memory ({type(err).__name__}); use smaller tiles "
-              "(--tile T H W or --tile auto) or fewer frames per tile", file=sys.stderr)
+        print(
+            f"rvrt {args.command}: error: out of memory ({type(err).__name__}); use smaller tiles "
+            "(--tile T H W or --tile auto) or fewer frames per tile",
+            file=sys.stderr,
+        )
         return 2
     except Exception as err:  # a bug, not bad input: one line and a way to the traceback
         if os.environ.get("RVRT_DEBUG"):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(f"rvrt {args.command}: internal error: {type(err).__name__}: {first} "
-              "(run with RVRT_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        print(
+            f"rvrt {args.command}: internal error: {type(err).__name__}: {first} "
+            "(run with RVRT_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 1

@@ -29,19 +29,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "degrade",
         help="make LQ frames from GT frames: MATLAB bicubic (bi), blur-downsampling (bd) or noise",
         description="Degrade frames as the video restoration benchmarks do. 'bi': modcrop to a multiple of "
-                    "--scale, then MATLAB imresize(img, 1/scale, 'bicubic'). 'bd': Gaussian blur (--sigma, "
-                    "default 1.6) and subsampling. 'noise': Gaussian noise of level --sigma (0..255 scale), "
-                    "one draw per sequence from --seed; saving clips and rounds it, so benchmark numbers "
-                    "should come from 'rvrt eval --sigma', which adds the noise on the fly.",
+        "--scale, then MATLAB imresize(img, 1/scale, 'bicubic'). 'bd': Gaussian blur (--sigma, "
+        "default 1.6) and subsampling. 'noise': Gaussian noise of level --sigma (0..255 scale), "
+        "one draw per sequence from --seed; saving clips and rounds it, so benchmark numbers "
+        "should come from 'rvrt eval --sigma', which adds the noise on the fly.",
     )
     p.add_argument("input", help="folder of frames, folder of sequence folders, glob pattern or image file")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     p.add_argument("--kind", required=True, choices=("bi", "bd", "noise"))
     p.add_argument("--scale", type=int, default=4, help="downscaling factor for bi/bd (default 4)")
-    p.add_argument("--sigma", type=float,
-                   help="bd: blur sigma in pixels (default 1.6); noise: level on the 0..255 scale")
-    p.add_argument("--bd-variant", default="matlab", choices=tuple(BD_VARIANTS),
-                   help="bd recipe: 'matlab' = RVRT/KAIR MATLAB scripts (default), 'duf' = VSR-DUF data")
+    p.add_argument(
+        "--sigma", type=float, help="bd: blur sigma in pixels (default 1.6); noise: level on the 0..255 scale"
+    )
+    p.add_argument(
+        "--bd-variant",
+        default="matlab",
+        choices=tuple(BD_VARIANTS),
+        help="bd recipe: 'matlab' = RVRT/KAIR MATLAB scripts (default), 'duf' = VSR-DUF data",
+    )
     p.add_argument("--seed", type=int, help="noise: seed, reset for every sequence (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

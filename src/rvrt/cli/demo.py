@@ -7,10 +7,11 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="synthesise a clip, degrade it, restore it with the default model, print PSNR vs bicubic",
+        "demo",
+        help="synthesise a clip, degrade it, restore it with the default model, print PSNR vs bicubic",
         description="Synthesises a short clip (text, stripes, a slow pan), makes its x4 bicubic low-resolution "
-                    "version, restores it and prints PSNR/SSIM (Y) of bicubic upsampling and of the model. Writes "
-                    "gt.mp4, lq.mp4, bicubic.mp4 and restored.mp4 to OUT. Runs offline.",
+        "version, restores it and prints PSNR/SSIM (Y) of bicubic upsampling and of the model. Writes "
+        "gt.mp4, lq.mp4, bicubic.mp4 and restored.mp4 to OUT. Runs offline.",
     )
     p.add_argument("-o", "--output", default="rvrt-demo", help="folder for the videos (default: ./rvrt-demo)")
     p.add_argument("-m", "--model", help="x4 SR model (default: the model shipped with rvrt)")
@@ -26,8 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 2:
         raise InputError(f"--frames must be at least 2; got {args.frames}")
-    result = run_demo(args.output, model=args.model, frames=args.frames, device=args.device,
-                      overwrite=args.overwrite)
+    result = run_demo(args.output, model=args.model, frames=args.frames, device=args.device, overwrite=args.overwrite)
     print(result.table())
     print(f"videos in {args.output}: " + ", ".join(sorted(result.files)))
     return 0

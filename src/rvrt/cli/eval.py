@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a model on a benchmark (PSNR/SSIM on RGB and Y)",
         description="Restore every sequence of --lq and score it against --gt. Protocols: "
-                    + "; ".join(f"{k}: {v.title} ({v.task}, {v.channel})" for k, v in PROTOCOLS.items())
-                    + ". Without --protocol every frame is scored and RGB is reported.",
+        + "; ".join(f"{k}: {v.title} ({v.task}, {v.channel})" for k, v in PROTOCOLS.items())
+        + ". Without --protocol every frame is scored and RGB is reported.",
     )
     p.add_argument("-m", "--model", help="registered model name/alias or a .json/.toml config")
     p.add_argument("--weights", help="weights file, or 'official' (download the published weights)")
@@ -30,22 +30,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt", type=Path, required=True, help="ground-truth folder")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), help="benchmark protocol")
     p.add_argument("--sigma", type=float, help="noise level (0..255 scale) for denoising protocols")
-    p.add_argument("--sequences", type=Path, help="text file of sequence names to evaluate "
-                                                   "(e.g. Vimeo-90K sep_testlist.txt)")
+    p.add_argument(
+        "--sequences", type=Path, help="text file of sequence names to evaluate (e.g. Vimeo-90K sep_testlist.txt)"
+    )
     p.add_argument("--json", type=Path, help="write all scores as JSON")
     p.add_argument("--csv", type=Path, help="write per-frame scores as CSV")
     p.add_argument("--save", type=Path, help="write the restored frames (PNG) under this folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing --json/--csv/--save files")
     add_compute_options(p)
-    p.add_argument("--tile", type=int, nargs=3, metavar=("T", "H", "W"),
-                   help="test tile in LQ frames/pixels (0 = whole); default: the model's official test tile")
+    p.add_argument(
+        "--tile",
+        type=int,
+        nargs=3,
+        metavar=("T", "H", "W"),
+        help="test tile in LQ frames/pixels (0 = whole); default: the model's official test tile",
+    )
     p.add_argument("--tile-overlap", type=int, nargs=3, metavar=("T", "H", "W"), help="tile overlap")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-sequence log")
     p.set_defaults(run=run)
 
 
-def build_restore_fn(model: nn.Module, *, device: torch.device | str, dtype: torch.dtype = torch.float32,
-                     tile=None, tile_overlap=None, protocol: str | None = None) -> RestoreFn:
+def build_restore_fn(
+    model: nn.Module,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+    tile=None,
+    tile_overlap=None,
+    protocol: str | None = None,
+) -> RestoreFn:
     """The function ``rvrt eval`` restores a clip with: ``(T, C, H, W)`` -> ``(T, 3, sH, sW)`` on the CPU.
 
     It runs the same tiled, blended pipeline as ``rvrt restore``; the default tile is the one of
@@ -65,10 +78,19 @@ def build_restore_fn(model: nn.Module, *, device: torch.device | str, dtype: tor
         log.info("%s: tile %s, overlap %s (the official test of %s)", spec.name, tile, tile_overlap, protocol)
 
     def restore(lq: torch.Tensor) -> torch.Tensor:
-        t, ov = plan_tiles(spec, tile if tile is not None else tuple(spec.tile), tile_overlap,
-                           height=lq.shape[-2], width=lq.shape[-1], device=device, dtype=dtype)
-        frames = [f for _, f in restore_frames(run, lq, scale=spec.scale, tile=t, overlap=ov, device=device,
-                                               total=lq.shape[0])]
+        t, ov = plan_tiles(
+            spec,
+            tile if tile is not None else tuple(spec.tile),
+            tile_overlap,
+            height=lq.shape[-2],
+            width=lq.shape[-1],
+            device=device,
+            dtype=dtype,
+        )
+        frames = [
+            f
+            for _, f in restore_frames(run, lq, scale=spec.scale, tile=t, overlap=ov, device=device, total=lq.shape[0])
+        ]
         return torch.stack(frames).cpu()
 
     return restore
@@ -99,15 +121,24 @@ def run(args: argparse.Namespace) -> int:
         kind = "a non-blind denoising" if protocol.noise else "an RGB-input"
         raise InputError(f"protocol {protocol.name} needs {kind} model; {spec.name} is a {spec.task} model")
     if protocol.scale != spec.scale:
-        raise InputError(f"{spec.name} restores at x{spec.scale}; protocol {protocol.name} "
-                         f"needs x{protocol.scale}")
+        raise InputError(f"{spec.name} restores at x{spec.scale}; protocol {protocol.name} needs x{protocol.scale}")
     if args.lq is None and not protocol.noise:
         raise InputError(f"protocol {protocol.name} needs --lq")
 
-    restore = build_restore_fn(model, device=device, dtype=dtype, tile=args.tile, tile_overlap=args.tile_overlap,
-                               protocol=protocol.name)
-    result = evaluate(restore, args.lq, args.gt, protocol, sigma=args.sigma, save_dir=args.save,
-                      progress=not args.quiet, sequences=sequences, overwrite=args.overwrite)
+    restore = build_restore_fn(
+        model, device=device, dtype=dtype, tile=args.tile, tile_overlap=args.tile_overlap, protocol=protocol.name
+    )
+    result = evaluate(
+        restore,
+        args.lq,
+        args.gt,
+        protocol,
+        sigma=args.sigma,
+        save_dir=args.save,
+        progress=not args.quiet,
+        sequences=sequences,
+        overwrite=args.overwrite,
+    )
     print(result.table())
     if args.json:
         print(f"wrote {result.to_json(args.json, overwrite=args.overwrite)}")

@@ -10,28 +10,43 @@ from rvrt.cli.options import INPUT_HELP, add_compute_options, add_output_options
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "interpolate", help="double the frame rate of a video or a folder of frames (VRT frame interpolation)",
+        "interpolate",
+        help="double the frame rate of a video or a folder of frames (VRT frame interpolation)",
         description="Write INPUT at exactly twice its frame rate: every input frame is kept and a frame is "
-                    "predicted between each pair. N input frames give 2N output frames (the last frame is held "
-                    "for its interval, so the duration and the copied audio match the input; --no-hold-last "
-                    "gives 2N-1). The published weights are CC-BY-NC-4.0 (non-commercial): pass --weights "
-                    "official to download them, or --weights PATH.",
+        "predicted between each pair. N input frames give 2N output frames (the last frame is held "
+        "for its interval, so the duration and the copied audio match the input; --no-hold-last "
+        "gives 2N-1). The published weights are CC-BY-NC-4.0 (non-commercial): pass --weights "
+        "official to download them, or --weights PATH.",
     )
     p.add_argument("input", help=INPUT_HELP)
-    p.add_argument("-o", "--output", required=True,
-                   help="video file (.mp4/.mkv/.mov/.webm/...) or a folder (PNG frames 00000000.png, ...)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="video file (.mp4/.mkv/.mov/.webm/...) or a folder (PNG frames 00000000.png, ...)",
+    )
     p.add_argument("-m", "--model", help="frame-interpolation model name or config file (default: vrt.vfi_vimeo)")
     p.add_argument("--weights", help="'official' (download the published weights) or a weights file; required")
     add_compute_options(p)
-    p.add_argument("--tile", nargs="+", metavar="N",
-                   help="spatial tile H W in pixels (0 0 = whole frames), or 'auto' (default: whole frames "
-                        "when they fit in memory, else the largest square tile that does)")
-    p.add_argument("--tile-overlap", nargs=2, type=int, metavar=("H", "W"),
-                   help="overlap between tiles in pixels (default 20 20)")
-    p.add_argument("--no-hold-last", dest="hold_last", action="store_false",
-                   help="end on the last input frame (2N-1 frames) instead of holding it (2N frames)")
-    add_output_options(p, fps_help="output frame rate (default: exactly twice the input's; frames folders count "
-                                   "as 25 fps)")
+    p.add_argument(
+        "--tile",
+        nargs="+",
+        metavar="N",
+        help="spatial tile H W in pixels (0 0 = whole frames), or 'auto' (default: whole frames "
+        "when they fit in memory, else the largest square tile that does)",
+    )
+    p.add_argument(
+        "--tile-overlap", nargs=2, type=int, metavar=("H", "W"), help="overlap between tiles in pixels (default 20 20)"
+    )
+    p.add_argument(
+        "--no-hold-last",
+        dest="hold_last",
+        action="store_false",
+        help="end on the last input frame (2N-1 frames) instead of holding it (2N frames)",
+    )
+    add_output_options(
+        p, fps_help="output frame rate (default: exactly twice the input's; frames folders count as 25 fps)"
+    )
     p.set_defaults(run=run)
 
 
@@ -39,10 +54,23 @@ def run(args: argparse.Namespace) -> int:
     from rvrt.inference.interpolate import interpolate
 
     summary = interpolate(
-        args.input, args.output, model=args.model, weights=args.weights, device=args.device, dtype=args.dtype,
-        tile=parse_tile(args.tile, 2), tile_overlap=args.tile_overlap, hold_last=args.hold_last,
-        overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, codec=args.codec, crf=args.crf,
-        preset=args.preset, bit_depth=args.bit_depth, fps=args.fps,
+        args.input,
+        args.output,
+        model=args.model,
+        weights=args.weights,
+        device=args.device,
+        dtype=args.dtype,
+        tile=parse_tile(args.tile, 2),
+        tile_overlap=args.tile_overlap,
+        hold_last=args.hold_last,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        progress=not args.quiet,
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+        bit_depth=args.bit_depth,
+        fps=args.fps,
     )
     if not args.quiet:
         print(f"rvrt interpolate: {summary.line()}", file=sys.stderr)

@@ -23,17 +23,28 @@ multi-GPU: torchrun --nproc-per-node N -m rvrt train RECIPE ... (data.batch_size
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a model from a recipe (one process, or DDP under torchrun)",
+        "train",
+        help="train a model from a recipe (one process, or DDP under torchrun)",
         description="Train a model from a recipe: a shipped recipe name/alias (see --list) or a .toml file.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("recipe", nargs="?", help="recipe name, alias or .toml path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe entry, e.g. --set optim.lr=2e-4 (repeatable; VALUE is TOML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe entry, e.g. --set optim.lr=2e-4 (repeatable; VALUE is TOML)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and check the model builds")
     p.add_argument("--format", choices=("toml", "json"), default="toml", help="--dry-run output format")
-    p.add_argument("--resume", metavar="auto|PATH",
-                   help="continue from the latest checkpoint in --out (auto) or from a checkpoint file")
+    p.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue from the latest checkpoint in --out (auto) or from a checkpoint file",
+    )
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<recipe name>)")
     p.add_argument("--until", type=int, metavar="STEP", help="stop with a checkpoint after this iteration")
     p.add_argument("--list", action="store_true", help="list the shipped recipes")
@@ -80,11 +91,15 @@ def run(args: argparse.Namespace) -> int:
     result = Trainer(recipe, out, resume=args.resume, until=args.until, progress=not args.no_progress).fit()
     if int(os.environ.get("RANK", "0")) == 0:
         msg = {"finished": "finished", "paused": "paused", "interrupted": "interrupted"}[result.status]
-        print(f"rvrt train: {msg} at iteration {result.step}/{result.iterations}; run folder {result.out_dir}",
-              file=sys.stderr)
+        print(
+            f"rvrt train: {msg} at iteration {result.step}/{result.iterations}; run folder {result.out_dir}",
+            file=sys.stderr,
+        )
         if result.best:
-            print(f"rvrt train: best validation PSNR {result.best['psnr']:.3f} dB at iteration {result.best['step']}",
-                  file=sys.stderr)
+            print(
+                f"rvrt train: best validation PSNR {result.best['psnr']:.3f} dB at iteration {result.best['step']}",
+                file=sys.stderr,
+            )
         if result.weights is not None:
             print(f"rvrt train: weights {result.weights}", file=sys.stderr)
         elif result.checkpoint is not None:

@@ -26,9 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("input", type=Path)
     cv.add_argument("output", type=Path)
     cv.add_argument("-m", "--model", help="model name or config file (default: recognised from the file)")
-    cv.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None,
-                    help="store the parameters in this dtype (float16 halves the file; models load them into "
-                         "float32). Default: as in INPUT")
+    cv.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default=None,
+        help="store the parameters in this dtype (float16 halves the file; models load them into "
+        "float32). Default: as in INPUT",
+    )
     cv.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     cv.set_defaults(run=_convert)
 
@@ -38,8 +42,9 @@ def _list(args: argparse.Namespace) -> int:
     rows = [("name", "official task name", "task", "scale", "weights licence")]
     for n in names:
         s = zoo.get_spec(n)
-        rows.append((n, s.aliases[0] if s.aliases else "-", s.task, f"x{s.scale}",
-                     s.weights.license if s.weights else "-"))
+        rows.append(
+            (n, s.aliases[0] if s.aliases else "-", s.task, f"x{s.scale}", s.weights.license if s.weights else "-")
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -73,7 +78,13 @@ def _convert(args: argparse.Namespace) -> int:
         import torch
 
         model.to(getattr(torch, args.dtype))
-    save_safetensors(model, args.output, arch=spec.arch, config=spec.build_config().to_kwargs(), name=spec.name,
-                     metadata={"rvrt.source": args.input.name})
+    save_safetensors(
+        model,
+        args.output,
+        arch=spec.arch,
+        config=spec.build_config().to_kwargs(),
+        name=spec.name,
+        metadata={"rvrt.source": args.input.name},
+    )
     print(f"wrote {args.output} ({spec.name}, {spec.arch})")
     return 0

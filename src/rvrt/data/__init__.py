@@ -3,5 +3,4 @@
 from rvrt.data.degradations import add_gaussian_noise, bd_degrade, imresize
 from rvrt.data.frames import find_sequences, list_frames, read_image, write_image
 
-__all__ = ["add_gaussian_noise", "bd_degrade", "find_sequences", "imresize", "list_frames", "read_image",
-           "write_image"]
+__all__ = ["add_gaussian_noise", "bd_degrade", "find_sequences", "imresize", "list_frames", "read_image", "write_image"]

@@ -144,11 +144,25 @@ class VideoClipDataset(Dataset):
         seed: base of the per-sample random streams.
     """
 
-    def __init__(self, gt: FrameSource, *, lq: FrameSource | None = None, degrade: Degrade | None = None,
-                 noise: tuple[float, float] | None = None, scale: int = 4, num_frames: int = 7,
-                 gt_patch: int = 256, interval: Sequence[int] = (1,), hflip: bool = True, rot: bool = True,
-                 reverse: bool = False, mirror: bool = False, items: str = "frames", margin: int = 4,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        gt: FrameSource,
+        *,
+        lq: FrameSource | None = None,
+        degrade: Degrade | None = None,
+        noise: tuple[float, float] | None = None,
+        scale: int = 4,
+        num_frames: int = 7,
+        gt_patch: int = 256,
+        interval: Sequence[int] = (1,),
+        hflip: bool = True,
+        rot: bool = True,
+        reverse: bool = False,
+        mirror: bool = False,
+        items: str = "frames",
+        margin: int = 4,
+        seed: int = 0,
+    ) -> None:
         if sum(x is not None for x in (lq, degrade, noise)) != 1:
             raise InputError("a training dataset needs exactly one of: LQ frames, a degradation, a noise range")
         if noise is not None and scale != 1:
@@ -246,8 +260,18 @@ class VideoEvalDataset(Dataset):
         crop: centre crop of this many LQ pixels (0: whole frames).
     """
 
-    def __init__(self, gt: FrameSource, *, lq: FrameSource | None = None, degrade: Degrade | None = None,
-                 sigma: float | None = None, scale: int = 4, frames: int = 0, crop: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        gt: FrameSource,
+        *,
+        lq: FrameSource | None = None,
+        degrade: Degrade | None = None,
+        sigma: float | None = None,
+        scale: int = 4,
+        frames: int = 0,
+        crop: int = 0,
+        seed: int = 0,
+    ) -> None:
         if sum(x is not None for x in (lq, degrade, sigma)) != 1:
             raise InputError("a validation dataset needs exactly one of: LQ frames, a degradation, a noise level")
         if lq is not None:
@@ -295,8 +319,9 @@ class SyntheticFrames(FrameSource):
     """Procedural videos (smooth colour texture moving at a constant random velocity), for
     smoke tests and benchmarks that need no files. Deterministic in ``seed``."""
 
-    def __init__(self, *, count: int = 4, frames: int = 8, size: Sequence[int] = (128, 128), speed: int = 3,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, *, count: int = 4, frames: int = 8, size: Sequence[int] = (128, 128), speed: int = 3, seed: int = 0
+    ) -> None:
         if count < 1 or frames < 1 or len(size) != 2 or min(size) < 1:
             raise InputError(f"synthetic data needs count, frames and size >= 1; got {count}, {frames}, {list(size)}")
         self.root = Path("<synthetic>")
@@ -331,25 +356,58 @@ def _sequences_from_list(path: str | os.PathLike) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
-def _finish(gt: FrameSource, *, train: bool, seed: int, lq: FrameSource | None = None,
-            degrade: Degrade | None = None, sigma_min: float = 0.0, sigma_max: float = 50.0,
-            sigma: float | None = None, noisy: bool = False, scale: int = 4, num_frames: int = 7,
-            gt_patch: int = 256, interval: Sequence[int] = (1,), hflip: bool = True, rot: bool = True,
-            reverse: bool = False, mirror: bool = False, items: str = "frames", margin: int = 4,
-            frames: int = 0, crop: int = 0) -> Dataset:
+def _finish(
+    gt: FrameSource,
+    *,
+    train: bool,
+    seed: int,
+    lq: FrameSource | None = None,
+    degrade: Degrade | None = None,
+    sigma_min: float = 0.0,
+    sigma_max: float = 50.0,
+    sigma: float | None = None,
+    noisy: bool = False,
+    scale: int = 4,
+    num_frames: int = 7,
+    gt_patch: int = 256,
+    interval: Sequence[int] = (1,),
+    hflip: bool = True,
+    rot: bool = True,
+    reverse: bool = False,
+    mirror: bool = False,
+    items: str = "frames",
+    margin: int = 4,
+    frames: int = 0,
+    crop: int = 0,
+) -> Dataset:
     if train:
-        return VideoClipDataset(gt, lq=lq, degrade=degrade, noise=(sigma_min, sigma_max) if noisy else None,
-                                scale=scale, num_frames=num_frames, gt_patch=gt_patch, interval=interval,
-                                hflip=hflip, rot=rot, reverse=reverse, mirror=mirror, items=items, margin=margin,
-                                seed=seed)
+        return VideoClipDataset(
+            gt,
+            lq=lq,
+            degrade=degrade,
+            noise=(sigma_min, sigma_max) if noisy else None,
+            scale=scale,
+            num_frames=num_frames,
+            gt_patch=gt_patch,
+            interval=interval,
+            hflip=hflip,
+            rot=rot,
+            reverse=reverse,
+            mirror=mirror,
+            items=items,
+            margin=margin,
+            seed=seed,
+        )
     if noisy and sigma is None:
         raise InputError("a denoising validation set needs a fixed 'sigma' (0-255)")
-    return VideoEvalDataset(gt, lq=lq, degrade=degrade, sigma=sigma if noisy else None, scale=scale,
-                            frames=frames, crop=crop, seed=seed)
+    return VideoEvalDataset(
+        gt, lq=lq, degrade=degrade, sigma=sigma if noisy else None, scale=scale, frames=frames, crop=crop, seed=seed
+    )
 
 
-def _paired(*, gt_root: str, lq_root: str, io: str = "folder", meta_file: str = "", train: bool, seed: int,
-            **opts: Any) -> Dataset:
+def _paired(
+    *, gt_root: str, lq_root: str, io: str = "folder", meta_file: str = "", train: bool, seed: int, **opts: Any
+) -> Dataset:
     """Generic paired folders ``<root>/<seq>/<frame>`` (DVD, GoPro, REDS, your own)."""
     seqs = _sequences_from_list(meta_file) if meta_file else None
     gt = open_source(gt_root, io_backend=io, sequences=seqs)
@@ -357,8 +415,17 @@ def _paired(*, gt_root: str, lq_root: str, io: str = "folder", meta_file: str = 
     return _finish(gt, lq=lq, train=train, seed=seed, **opts)
 
 
-def _reds(*, gt_root: str, lq_root: str, partition: str = "REDS4", io: str = "folder", meta_file: str = "",
-          train: bool, seed: int, **opts: Any) -> Dataset:
+def _reds(
+    *,
+    gt_root: str,
+    lq_root: str,
+    partition: str = "REDS4",
+    io: str = "folder",
+    meta_file: str = "",
+    train: bool,
+    seed: int,
+    **opts: Any,
+) -> Dataset:
     """REDS after KAIR's regrouping (val clips 000-029 moved to 240-269 of the train folders).
     Training leaves out the ``partition`` clips; validation uses only them."""
     held = {"REDS4": REDS4, "official": REDS_OFFICIAL_VAL, "none": ()}
@@ -368,15 +435,27 @@ def _reds(*, gt_root: str, lq_root: str, partition: str = "REDS4", io: str = "fo
     gt = open_source(gt_root, io_backend=io, sequences=seqs)
     keep = [s for s in gt.frames if (s in held[partition]) != train]
     if not keep:
-        raise InputError(f"no REDS clips left in {gt_root} for {'training' if train else 'validation'} "
-                         f"with partition {partition!r}")
+        raise InputError(
+            f"no REDS clips left in {gt_root} for {'training' if train else 'validation'} with partition {partition!r}"
+        )
     gt = gt.subset(keep)
     lq = open_source(lq_root, io_backend=io, sequences=keep)
     return _finish(gt, lq=lq, train=train, seed=seed, **opts)
 
 
-def _vimeo(*, gt_root: str, lq_root: str, list_file: str = "", io: str = "folder", train: bool, seed: int,
-           num_frames: int = 7, mirror: bool = True, reverse: bool = True, **opts: Any) -> Dataset:
+def _vimeo(
+    *,
+    gt_root: str,
+    lq_root: str,
+    list_file: str = "",
+    io: str = "folder",
+    train: bool,
+    seed: int,
+    num_frames: int = 7,
+    mirror: bool = True,
+    reverse: bool = True,
+    **opts: Any,
+) -> Dataset:
     """Vimeo-90K septuplets: ``<root>/<00001>/<0001>/im1.png .. im7.png``; ``list_file`` defaults
     to ``sep_trainlist.txt`` next to ``gt_root`` (``sep_testlist.txt`` for validation)."""
     if not list_file:
@@ -388,8 +467,17 @@ def _vimeo(*, gt_root: str, lq_root: str, list_file: str = "", io: str = "folder
     else:
         gt = open_source(gt_root, io_backend=io, sequences=seqs)
         lq = open_source(lq_root, io_backend=io, sequences=seqs)
-    return _finish(gt, lq=lq, train=train, seed=seed, num_frames=num_frames, mirror=mirror and train,
-                   reverse=reverse, items="sequences", **opts)
+    return _finish(
+        gt,
+        lq=lq,
+        train=train,
+        seed=seed,
+        num_frames=num_frames,
+        mirror=mirror and train,
+        reverse=reverse,
+        items="sequences",
+        **opts,
+    )
 
 
 def _noisy(*, gt_root: str, io: str = "folder", meta_file: str = "", train: bool, seed: int, **opts: Any) -> Dataset:
@@ -399,8 +487,9 @@ def _noisy(*, gt_root: str, io: str = "folder", meta_file: str = "", train: bool
     return _finish(gt, train=train, seed=seed, noisy=True, **{"scale": 1, **opts})
 
 
-def _degraded(*, roots: Sequence[str] | str, degradation: str = "bi", blur_sigma: float = 1.6, train: bool,
-              seed: int, **opts: Any) -> Dataset:
+def _degraded(
+    *, roots: Sequence[str] | str, degradation: str = "bi", blur_sigma: float = 1.6, train: bool, seed: int, **opts: Any
+) -> Dataset:
     """GT-only videos (files or frame folders, see :func:`rvrt.data.sources.discover_sequences`)
     degraded on the fly."""
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
@@ -412,14 +501,33 @@ def _degraded(*, roots: Sequence[str] | str, degradation: str = "bi", blur_sigma
     return _finish(gt, degrade=degrade, train=train, seed=seed, **opts)
 
 
-def _synthetic(*, count: int = 4, length: int = 8, size: Sequence[int] = (128, 128), speed: int = 3,
-               degradation: str = "area", sigma_min: float = 0.0, sigma_max: float = 50.0,
-               sigma: float | None = None, train: bool, seed: int, **opts: Any) -> Dataset:
+def _synthetic(
+    *,
+    count: int = 4,
+    length: int = 8,
+    size: Sequence[int] = (128, 128),
+    speed: int = 3,
+    degradation: str = "area",
+    sigma_min: float = 0.0,
+    sigma_max: float = 50.0,
+    sigma: float | None = None,
+    train: bool,
+    seed: int,
+    **opts: Any,
+) -> Dataset:
     """Procedural videos (no files): ``degradation`` ``"area"``/``"bi"``/``"bd"``, or ``"noise"``."""
     gt = SyntheticFrames(count=count, frames=length, size=size, speed=speed, seed=seed)
     if degradation == "noise":
-        return _finish(gt, train=train, seed=seed, noisy=True, sigma_min=sigma_min, sigma_max=sigma_max,
-                       sigma=sigma, **{"scale": 1, **opts})
+        return _finish(
+            gt,
+            train=train,
+            seed=seed,
+            noisy=True,
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            sigma=sigma,
+            **{"scale": 1, **opts},
+        )
     degrade = make_degradation(degradation, int(opts.get("scale", 4)))
     return _finish(gt, degrade=degrade, train=train, seed=seed, **opts)
 
@@ -439,10 +547,16 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 
 
 def _accepted(builder: Callable) -> list[str]:
-    own = [p for p, v in inspect.signature(builder).parameters.items()
-           if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("train", "seed")]
-    shared = [p for p, v in inspect.signature(_finish).parameters.items()
-              if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("train", "seed", "lq", "degrade", "noisy")]
+    own = [
+        p
+        for p, v in inspect.signature(builder).parameters.items()
+        if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("train", "seed")
+    ]
+    shared = [
+        p
+        for p, v in inspect.signature(_finish).parameters.items()
+        if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("train", "seed", "lq", "degrade", "noisy")
+    ]
     return sorted(set(own + shared))
 
 

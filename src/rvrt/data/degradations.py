@@ -54,8 +54,7 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return near + far
 
 
-def resize_weights(in_len: int, out_len: int, scale: float, *, antialias: bool = True
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def resize_weights(in_len: int, out_len: int, scale: float, *, antialias: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """MATLAB's bicubic contribution table for one dimension.
 
     Output pixel ``i`` (1-based) maps to input coordinate ``u = i / scale + (1 - 1 / scale) / 2``;
@@ -281,8 +280,9 @@ def bd_degrade(img: Array, scale: int = 4, sigma: float = 1.6, *, variant: str =
 # ---------------------------------------------------------------------------------------------
 
 
-def add_gaussian_noise(img: Array, sigma_255: float, *, generator: torch.Generator | None = None,
-                       seed: int | None = None) -> Array:
+def add_gaussian_noise(
+    img: Array, sigma_255: float, *, generator: torch.Generator | None = None, seed: int | None = None
+) -> Array:
     """``img + N(0, (sigma_255 / 255)^2)``, not clipped (the denoising benchmarks' protocol).
 
     The noise is one draw of ``torch.randn(img.shape)`` in float32 from a CPU generator,

@@ -28,8 +28,7 @@ __all__ = [
     "image_to_float",
 ]
 
-_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
-                ".webp": "WEBP"}
+_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".webp": "WEBP"}
 
 
 def is_image(path: Path) -> bool:
@@ -121,4 +120,3 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = F
     else:
         raise InputError(f"cannot write a {img.dtype} image (uint8 or uint16 expected): {path}")
     return atomic_write(path, writer, overwrite=True)
-

@@ -102,8 +102,9 @@ class FolderFrames(FrameSource):
             listed from each folder if None.
     """
 
-    def __init__(self, root: str | os.PathLike, sequences: Sequence[str] | None = None,
-                 frame_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike, sequences: Sequence[str] | None = None, frame_names: Sequence[str] | None = None
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"dataset folder not found: {self.root}")
@@ -275,8 +276,9 @@ def discover_sequences(root: str | os.PathLike) -> FrameSource:
     return sources[0] if len(sources) == 1 else MultiSource(sources)
 
 
-def open_source(root: str | os.PathLike, *, io_backend: str = "folder",
-                sequences: Sequence[str] | None = None) -> FrameSource:
+def open_source(
+    root: str | os.PathLike, *, io_backend: str = "folder", sequences: Sequence[str] | None = None
+) -> FrameSource:
     """``io_backend``: ``"folder"`` (sequence folders of images) or ``"lmdb"``."""
     if io_backend == "folder":
         return FolderFrames(root, sequences)

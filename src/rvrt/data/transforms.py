@@ -15,8 +15,7 @@ from rvrt.errors import InputError
 __all__ = ["random_crop_box", "crop", "augment_flags", "apply_augment", "clip_to_tensor"]
 
 
-def random_crop_box(lq_hw: tuple[int, int], patch: int, rng: np.random.Generator,
-                    where: str = "") -> tuple[int, int]:
+def random_crop_box(lq_hw: tuple[int, int], patch: int, rng: np.random.Generator, where: str = "") -> tuple[int, int]:
     """Top-left corner ``(top, left)`` of a random ``patch x patch`` crop in an ``lq_hw`` image.
 
     Raises:

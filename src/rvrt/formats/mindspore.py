@@ -165,15 +165,19 @@ def _decode(tag: str, dims: list[int], dtype: str, data: bytes) -> np.ndarray:
     elif dtype in _DTYPES:
         np_dtype = np.dtype(_DTYPES[dtype])
     else:
-        raise WeightsError(f"tensor {tag!r} has type {dtype!r}, which this reader does not support "
-                           f"(supported: {', '.join(sorted(_DTYPES))}, BFloat16, str)")
+        raise WeightsError(
+            f"tensor {tag!r} has type {dtype!r}, which this reader does not support "
+            f"(supported: {', '.join(sorted(_DTYPES))}, BFloat16, str)"
+        )
     shape = tuple(dims)
     if shape == (0,) and len(data) == np_dtype.itemsize:
         shape = ()  # MindSpore writes scalars with dims [0]
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if count * np_dtype.itemsize != len(data):
-        raise _Corrupt(f"tensor {tag!r} of shape {list(shape)} and type {dtype} needs "
-                       f"{count * np_dtype.itemsize} bytes but holds {len(data)}")
+        raise _Corrupt(
+            f"tensor {tag!r} of shape {list(shape)} and type {dtype} needs "
+            f"{count * np_dtype.itemsize} bytes but holds {len(data)}"
+        )
     arr = np.frombuffer(data, np_dtype).reshape(shape).copy()  # copy: aligned and writable
     if dtype == "BFloat16":
         arr = (arr.astype(np.uint32) << 16).view(np.float32)
@@ -204,8 +208,10 @@ def read_ckpt(path: str | os.PathLike) -> dict[str, np.ndarray]:
         stored = int.from_bytes(data[-10:], "big")
         actual = zlib.crc32(memoryview(data)[:end])
         if stored != actual:
-            raise WeightsError(f"{path} failed its CRC check (stored {stored:#010x}, computed {actual:#010x}): "
-                               "the file is damaged or incomplete")
+            raise WeightsError(
+                f"{path} failed its CRC check (stored {stored:#010x}, computed {actual:#010x}): "
+                "the file is damaged or incomplete"
+            )
     buf = memoryview(data)
     hint = "truncated, corrupt, encrypted, or not a MindSpore checkpoint"
     out: dict[str, np.ndarray] = {}
@@ -254,10 +260,29 @@ def looks_like_ckpt(path: str | os.PathLike) -> bool:
 
 # --------------------------------------------------------------------------- name mapping
 #: optimizer and training-loop state MindSpore's ModelCheckpoint saves next to the weights
-_TRAINING_PREFIXES = ("moment1.", "moment2.", "moments.", "accum.", "adam_m.", "adam_v.", "mean_grad.",
-                      "mean_square.", "vhat.")
-_TRAINING_NAMES = {"global_step", "learning_rate", "beta1_power", "beta2_power", "scale_sense", "epoch_num",
-                   "step_num", "loss_scale", "current_iterator_step", "last_overflow_iterator_step"}
+_TRAINING_PREFIXES = (
+    "moment1.",
+    "moment2.",
+    "moments.",
+    "accum.",
+    "adam_m.",
+    "adam_v.",
+    "mean_grad.",
+    "mean_square.",
+    "vhat.",
+)
+_TRAINING_NAMES = {
+    "global_step",
+    "learning_rate",
+    "beta1_power",
+    "beta2_power",
+    "scale_sense",
+    "epoch_num",
+    "step_num",
+    "loss_scale",
+    "current_iterator_step",
+    "last_overflow_iterator_step",
+}
 
 
 def detect_arch(names: list[str] | Mapping[str, object]) -> str | None:
@@ -300,12 +325,16 @@ def _window_of_index(index: np.ndarray, table_rows: int) -> tuple[int, int, int]
 def _rebuild_table(name: str, table: np.ndarray | None, index: np.ndarray | None, bias: np.ndarray) -> np.ndarray:
     """Relative position bias table from MindSpore's expanded copy ``bias = table[index[:N, :N]]``."""
     if index is None or table is None:
-        raise WeightsError(f"{name}.relative_position_bias needs {name}.relative_position_bias_table and "
-                           f"{name}.relative_position_index to be rebuilt into a table; the checkpoint lacks them")
+        raise WeightsError(
+            f"{name}.relative_position_bias needs {name}.relative_position_bias_table and "
+            f"{name}.relative_position_index to be rebuilt into a table; the checkpoint lacks them"
+        )
     n, heads = bias.shape[0], bias.shape[-1]
     if bias.shape != (n, n, heads) or table.ndim != 2 or table.shape[1] != heads or n > index.shape[0]:
-        raise WeightsError(f"{name}: relative_position_bias {list(bias.shape)} does not fit the table "
-                           f"{list(table.shape)} and index {list(index.shape)}")
+        raise WeightsError(
+            f"{name}: relative_position_bias {list(bias.shape)} does not fit the table "
+            f"{list(table.shape)} and index {list(index.shape)}"
+        )
     idx = index[:n, :n].reshape(-1)
     vals = bias.reshape(-1, heads)
     rebuilt = table.copy()
@@ -313,12 +342,20 @@ def _rebuild_table(name: str, table: np.ndarray | None, index: np.ndarray | None
     rebuilt[uniq] = vals[first]
     if not np.array_equal(rebuilt[idx], vals):
         spread = float(np.abs(rebuilt[idx] - vals).max())
-        log.warning("%s.relative_position_bias is not one bias per relative position (spread %.3g); "
-                    "the table keeps the first value of each position", name, spread)
+        log.warning(
+            "%s.relative_position_bias is not one bias per relative position (spread %.3g); "
+            "the table keeps the first value of each position",
+            name,
+            spread,
+        )
     if not np.array_equal(rebuilt, table):
         diff = float(np.abs(rebuilt - table).max())
-        log.warning("%s: relative_position_bias_table and its copy relative_position_bias differ (max %.3g); "
-                    "using the copy (the table is stale in checkpoints trained on Ascend)", name, diff)
+        log.warning(
+            "%s: relative_position_bias_table and its copy relative_position_bias differ (max %.3g); "
+            "using the copy (the table is stale in checkpoints trained on Ascend)",
+            name,
+            diff,
+        )
     return rebuilt
 
 
@@ -348,8 +385,10 @@ def mindspore_to_torch(tensors: Mapping[str, np.ndarray], arch: str | None = Non
     if arch is None:
         arch = detect_arch(tensors)
         if arch is None:
-            raise WeightsError("the checkpoint's parameter names are not those of mindediting's RVRT or RVRT Light "
-                               f"(first names: {', '.join(list(tensors)[:5])})")
+            raise WeightsError(
+                "the checkpoint's parameter names are not those of mindediting's RVRT or RVRT Light "
+                f"(first names: {', '.join(list(tensors)[:5])})"
+            )
     elif arch not in ARCHES:
         raise WeightsError(f"no MindSpore name mapping for architecture {arch!r}; known: {', '.join(ARCHES)}")
 
@@ -380,8 +419,10 @@ def mindspore_to_torch(tensors: Mapping[str, np.ndarray], arch: str | None = Non
             table = kept.get(name.replace("_index", "_bias_table"))
             rows = table.shape[0] if table is not None else -1
             if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or _window_of_index(arr, rows) is None:
-                raise WeightsError(f"{name} ({list(arr.shape)}) is not the relative position index of any window "
-                                   "with its bias table; the checkpoint is corrupt")
+                raise WeightsError(
+                    f"{name} ({list(arr.shape)}) is not the relative position index of any window "
+                    "with its bias table; the checkpoint is corrupt"
+                )
             arr = arr.astype(np.int64)
         out[name] = torch.from_numpy(np.ascontiguousarray(arr))
     return out

@@ -125,8 +125,17 @@ def prepare_vfi_model(
     return net, spec
 
 
-def plan_vfi_tiles(spec: zoo.ModelSpec, tile: Any, overlap: Any, *, height: int, width: int, frames: int,
-                   device: torch.device, dtype: torch.dtype) -> tuple[tuple[int, int], tuple[int, int]]:
+def plan_vfi_tiles(
+    spec: zoo.ModelSpec,
+    tile: Any,
+    overlap: Any,
+    *,
+    height: int,
+    width: int,
+    frames: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Spatial tile and overlap ``(height, width)`` for interpolating ``height x width`` frames.
 
     ``tile`` None or ``"auto"``: the whole frame when a ``frames``-frame window fits in half the free
@@ -160,8 +169,9 @@ def plan_vfi_tiles(spec: zoo.ModelSpec, tile: Any, overlap: Any, *, height: int,
     return t, ov  # type: ignore[return-value]
 
 
-def interpolate_window(run: Callable[[torch.Tensor], torch.Tensor], clip: torch.Tensor, *,
-                       tile: tuple[int, int], overlap: tuple[int, int]) -> torch.Tensor:
+def interpolate_window(
+    run: Callable[[torch.Tensor], torch.Tensor], clip: torch.Tensor, *, tile: tuple[int, int], overlap: tuple[int, int]
+) -> torch.Tensor:
     """The frame a window predicts, computed tile by tile and blended.
 
     Args:
@@ -180,8 +190,7 @@ def interpolate_window(run: Callable[[torch.Tensor], torch.Tensor], clip: torch.
             raise InputError(f"the interpolation model returned {y.shape[0]} frames per window; expected one")
         wy = crossfade(tl.h1 - tl.h0, tl.fade_top, tl.fade_bottom, device=clip.device)
         wx = crossfade(tl.w1 - tl.w0, tl.fade_left, tl.fade_right, device=clip.device)
-        out.add(y, wy.view(1, 1, -1, 1) * wx.view(1, 1, 1, -1), slice(0, 1), slice(tl.h0, tl.h1),
-                slice(tl.w0, tl.w1))
+        out.add(y, wy.view(1, 1, -1, 1) * wx.view(1, 1, 1, -1), slice(0, 1), slice(tl.h0, tl.h1), slice(tl.w0, tl.w1))
     return out.value[0]
 
 
@@ -297,8 +306,7 @@ def interpolate_iter(
     t, ov = plan_vfi_tiles(spec, tile, tile_overlap, height=h, width=w, frames=window, device=dev, dtype=dt)
     net.to(dev)
     run = model_runner(net, device=dev, dtype=dt)
-    for i, frame in interpolate_frames(run, frames, window=window, tile=t, overlap=ov, device=dev,
-                                       hold_last=hold_last):
+    for i, frame in interpolate_frames(run, frames, window=window, tile=t, overlap=ov, device=dev, hold_last=hold_last):
         yield i, frame.clamp_(0, 1).cpu()
 
 
@@ -380,17 +388,35 @@ def interpolate(
         raise InputError(f"--bit-depth must be 8 or 16; got {bit_depth}")
     if resume and out_is_video:
         raise InputError("--resume needs a folder of frames as output (a video file is only complete at the end)")
-    t, ov = plan_vfi_tiles(spec, tile, tile_overlap, height=info.height, width=info.width, frames=window,
-                           device=dev, dtype=dt)
+    t, ov = plan_vfi_tiles(
+        spec, tile, tile_overlap, height=info.height, width=info.width, frames=window, device=dev, dtype=dt
+    )
     rate = output_fps(info.fps, fps)
     # output frames are numbered afresh: the input's names do not describe the in-between frames
-    writer = open_writer(output, like=dataclasses.replace(info, names=None), width=info.width, height=info.height,
-                         fps=rate, codec=codec, crf=crf, preset=preset, bit_depth=bit_depth, overwrite=overwrite,
-                         resume=resume)
+    writer = open_writer(
+        output,
+        like=dataclasses.replace(info, names=None),
+        width=info.width,
+        height=info.height,
+        fps=rate,
+        codec=codec,
+        crf=crf,
+        preset=preset,
+        bit_depth=bit_depth,
+        overwrite=overwrite,
+        resume=resume,
+    )
     done = writer.completed if resume else 0
     first = resume_input_frame(done, window)
-    log.info("model %s (frame interpolation, %d-frame windows) on %s %s; tile %s overlap %s", spec.name, window,
-             dev, str(dt).replace("torch.", ""), t, ov)
+    log.info(
+        "model %s (frame interpolation, %d-frame windows) on %s %s; tile %s overlap %s",
+        spec.name,
+        window,
+        dev,
+        str(dt).replace("torch.", ""),
+        t,
+        ov,
+    )
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     net.to(dev)
@@ -399,14 +425,36 @@ def interpolate(
     if info.frame_count:
         total = 2 * info.frame_count - (0 if hold_last else 1)
     count = write_stream(
-        writer, input,
-        lambda reader: interpolate_frames(run, (to_float(f.data) for f in reader), window=window, tile=t, overlap=ov,
-                                          device=dev, first_frame=first, skip_until=done, hold_last=hold_last),
-        start=first, bit_depth=bit_depth, total=(total - done) if total else None, progress=progress,
-        desc="interpolate")
+        writer,
+        input,
+        lambda reader: interpolate_frames(
+            run,
+            (to_float(f.data) for f in reader),
+            window=window,
+            tile=t,
+            overlap=ov,
+            device=dev,
+            first_frame=first,
+            skip_until=done,
+            hold_last=hold_last,
+        ),
+        start=first,
+        bit_depth=bit_depth,
+        total=(total - done) if total else None,
+        progress=progress,
+        desc="interpolate",
+    )
     if done and count == 0:
         log.info("nothing left to do: all %d frames were already written", done)
     peak_dev = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-    return RestoreSummary(output=str(output), model=spec.name, frames=count, seconds=time.perf_counter() - t0,
-                          peak_host_mb=peak_host_memory_mb(), peak_device_mb=peak_dev, resumed_from=done,
-                          tile=(window, *t), frame_rate=getattr(writer, "fps", None))
+    return RestoreSummary(
+        output=str(output),
+        model=spec.name,
+        frames=count,
+        seconds=time.perf_counter() - t0,
+        peak_host_mb=peak_host_memory_mb(),
+        peak_device_mb=peak_dev,
+        resumed_from=done,
+        tile=(window, *t),
+        frame_rate=getattr(writer, "fps", None),
+    )

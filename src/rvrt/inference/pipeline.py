@@ -165,9 +165,15 @@ def restore_frames(
         tw = crossfade(stop - start, min(fade_in, stop - start), min(fade_out, stop - start))
         while True:
             try:
-                block = restore_window(run, window, scale=scale, tile=spatial, overlap=overlap[1:], time_weights=tw,
-                                      out=BlendBuffer(stop - start, 3, window.shape[2] * scale,
-                                                      window.shape[3] * scale, device))
+                block = restore_window(
+                    run,
+                    window,
+                    scale=scale,
+                    tile=spatial,
+                    overlap=overlap[1:],
+                    time_weights=tw,
+                    out=BlendBuffer(stop - start, 3, window.shape[2] * scale, window.shape[3] * scale, device),
+                )
                 break
             except torch.OutOfMemoryError as err:
                 block = None
@@ -238,4 +244,3 @@ def model_runner(
         return y.float()
 
     return run
-

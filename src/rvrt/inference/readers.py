@@ -182,9 +182,7 @@ def probe(source: str | os.PathLike) -> MediaInfo:
     text = os.fspath(source)
     path = Path(text).expanduser()
     if path.is_dir():
-        files = sorted(
-            (p for p in path.iterdir() if p.is_file() and _is_image(p)), key=lambda p: natural_key(p.name)
-        )
+        files = sorted((p for p in path.iterdir() if p.is_file() and _is_image(p)), key=lambda p: natural_key(p.name))
         if not files:
             raise InputError(f"folder {path} holds no frames (no {'/'.join(IMAGE_EXTENSIONS)} files)")
         return _probe_frames(files, str(path))
@@ -222,9 +220,7 @@ class _VideoReader(FrameReader):
             arr = to_rgb_float(frame, self._src_matrix) * scale + np.float32(0.5)
             arr = np.clip(arr, 0, 65535).astype(np.uint16)
         else:
-            arr = frame.to_ndarray(
-                format="rgb24", src_colorspace=self._src_matrix, interpolation=READ_SWS_FLAGS
-            )
+            arr = frame.to_ndarray(format="rgb24", src_colorspace=self._src_matrix, interpolation=READ_SWS_FLAGS)
         arr, _ = to_rgb(arr)
         if arr.dtype == np.uint8 and self.info.bit_depth == 16:
             arr = arr.astype(np.uint16) * 257
@@ -289,8 +285,7 @@ class _FramesReader(FrameReader):
             data, header, _ = read_image(path)
             if (header.width, header.height) != (info.width, info.height):
                 raise InputError(
-                    f"{path} is {header.width}x{header.height}, "
-                    f"the other frames are {info.width}x{info.height}"
+                    f"{path} is {header.width}x{header.height}, the other frames are {info.width}x{info.height}"
                 )
             if data.dtype == np.uint8 and info.bit_depth == 16:
                 data = data.astype(np.uint16) * 257

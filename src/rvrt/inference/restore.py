@@ -30,13 +30,27 @@ from rvrt.api import create_model, load_model, resolve_spec
 from rvrt.errors import InputError
 from rvrt.inference.pipeline import WindowSchedule, model_runner, peak_host_memory_mb, restore_frames
 
-__all__ = ["restore", "restore_iter", "RestoreSummary", "resolve_device", "resolve_dtype", "prepare_model",
-           "plan_tiles", "open_frames"]
+__all__ = [
+    "restore",
+    "restore_iter",
+    "RestoreSummary",
+    "resolve_device",
+    "resolve_dtype",
+    "prepare_model",
+    "plan_tiles",
+    "open_frames",
+]
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
 
 #: temporal tile used when a model's official setting is "whole video" (memory must stay bounded)
 STREAM_FRAMES = 30
@@ -65,8 +79,10 @@ class RestoreSummary:
         dev = f", peak device memory {self.peak_device_mb:.0f} MB" if self.peak_device_mb is not None else ""
         resumed = f" (resumed at frame {self.resumed_from})" if self.resumed_from else ""
         rate = f" at {_rate_text(self.frame_rate)} fps" if self.frame_rate is not None else ""
-        return (f"{self.frames} frames{rate} in {self.seconds:.1f} s ({self.fps:.2f} frames/s){resumed}, "
-                f"peak host memory {self.peak_host_mb:.0f} MB{dev} -> {self.output}")
+        return (
+            f"{self.frames} frames{rate} in {self.seconds:.1f} s ({self.fps:.2f} frames/s){resumed}, "
+            f"peak host memory {self.peak_host_mb:.0f} MB{dev} -> {self.output}"
+        )
 
 
 def _rate_text(rate: Fraction | float) -> str:
@@ -105,8 +121,9 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return DTYPES[str(dtype).lower()]
 
 
-def prepare_model(model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = None,
-                  weights: str | os.PathLike | None = None) -> tuple[nn.Module, zoo.ModelSpec]:
+def prepare_model(
+    model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = None, weights: str | os.PathLike | None = None
+) -> tuple[nn.Module, zoo.ModelSpec]:
     """The model to restore with, and its spec.
 
     ``weights`` alone: the file says which model it is. ``model`` alone: a registered model with
@@ -123,9 +140,12 @@ def prepare_model(model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = 
         model = zoo.DEFAULT_MODEL
         if model is None:
             raise InputError("no model given: pass -m NAME (see `rvrt weights list`) and/or --weights FILE")
-        log.info("no model given: using %s, %s. For the official RVRT models see `rvrt weights list` "
-                 "(e.g. -m rvrt.sr_bi_reds --weights official; their weights are CC-BY-NC-4.0).",
-                 model, zoo.get_spec(model).description)
+        log.info(
+            "no model given: using %s, %s. For the official RVRT models see `rvrt weights list` "
+            "(e.g. -m rvrt.sr_bi_reds --weights official; their weights are CC-BY-NC-4.0).",
+            model,
+            zoo.get_spec(model).description,
+        )
     if model is None:
         net = load_model(weights)
         _check_restoration(net.rvrt_spec)
@@ -144,8 +164,10 @@ def prepare_model(model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = 
 
 def _check_restoration(spec: zoo.ModelSpec) -> None:
     if spec.task == "vfi":
-        raise InputError(f"{spec.name} interpolates frames: use `rvrt interpolate` (rvrt.interpolate), or "
-                         "`rvrt restore --interpolate` after a restoration model for space-time super-resolution")
+        raise InputError(
+            f"{spec.name} interpolates frames: use `rvrt interpolate` (rvrt.interpolate), or "
+            "`rvrt restore --interpolate` after a restoration model for space-time super-resolution"
+        )
 
 
 def free_memory(device: torch.device) -> int:
@@ -161,8 +183,9 @@ def free_memory(device: torch.device) -> int:
     return 4 << 30
 
 
-def plan_tiles(spec: zoo.ModelSpec, tile: Any, overlap: Any, *, height: int, width: int,
-               device: torch.device, dtype: torch.dtype) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def plan_tiles(
+    spec: zoo.ModelSpec, tile: Any, overlap: Any, *, height: int, width: int, device: torch.device, dtype: torch.dtype
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Tile and overlap to use: explicit values, the model's defaults, or ``"auto"`` from free memory.
 
     The official defaults restore some models whole; for streaming the temporal tile is then
@@ -228,8 +251,9 @@ def _check_options(spec: zoo.ModelSpec, sigma: float | None, add_noise: bool) ->
     return sigma / 255.0 if needs_sigma else None
 
 
-def open_frames(source: str | os.PathLike | Iterable[np.ndarray | torch.Tensor]
-                ) -> tuple[Iterator[torch.Tensor] | None, int, int]:
+def open_frames(
+    source: str | os.PathLike | Iterable[np.ndarray | torch.Tensor],
+) -> tuple[Iterator[torch.Tensor] | None, int, int]:
     """Frames of a video/folder/glob, or of an iterable of arrays or tensors, as ``(3, H, W)`` float tensors.
 
     Returns:
@@ -264,14 +288,24 @@ class _Interpolation:
     name: str
 
 
-def _interpolation(vfi_model: Any, vfi_weights: Any, vfi_tile: Any, vfi_tile_overlap: Any, *, height: int,
-                   width: int, device: torch.device, dtype: torch.dtype) -> _Interpolation:
+def _interpolation(
+    vfi_model: Any,
+    vfi_weights: Any,
+    vfi_tile: Any,
+    vfi_tile_overlap: Any,
+    *,
+    height: int,
+    width: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> _Interpolation:
     from rvrt.inference.interpolate import plan_vfi_tiles, prepare_vfi_model, vfi_window
 
     net, spec = prepare_vfi_model(vfi_model, vfi_weights)
     window = vfi_window(spec)
-    t, ov = plan_vfi_tiles(spec, vfi_tile, vfi_tile_overlap, height=height, width=width, frames=window,
-                           device=device, dtype=dtype)
+    t, ov = plan_vfi_tiles(
+        spec, vfi_tile, vfi_tile_overlap, height=height, width=width, frames=window, device=device, dtype=dtype
+    )
     net.to(device)
     return _Interpolation(model_runner(net, device=device, dtype=dtype), window, t, ov, spec.name)
 
@@ -279,16 +313,28 @@ def _interpolation(vfi_model: Any, vfi_weights: Any, vfi_tile: Any, vfi_tile_ove
 def _check_vfi_options(interpolate: bool, **options: Any) -> None:
     given = [k for k, v in options.items() if v is not None]
     if given and not interpolate:
-        raise InputError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with interpolate "
-                         "(--interpolate)")
+        raise InputError(
+            f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with interpolate (--interpolate)"
+        )
     # checked before any weights are fetched; a model object brings its own weights
     if interpolate and options["vfi_weights"] is None and not isinstance(options["vfi_model"], nn.Module):
-        raise InputError("interpolate needs the frame-interpolation weights: pass --vfi-weights official (downloads "
-                         "the published ones, CC-BY-NC-4.0, non-commercial use only) or --vfi-weights PATH")
+        raise InputError(
+            "interpolate needs the frame-interpolation weights: pass --vfi-weights official (downloads "
+            "the published ones, CC-BY-NC-4.0, non-commercial use only) or --vfi-weights PATH"
+        )
 
 
-def write_stream(writer, source: str | os.PathLike, produce: Callable[[Any], Iterable[tuple[int, torch.Tensor]]],
-                 *, start: int, bit_depth: int, total: int | None, progress: bool, desc: str) -> int:
+def write_stream(
+    writer,
+    source: str | os.PathLike,
+    produce: Callable[[Any], Iterable[tuple[int, torch.Tensor]]],
+    *,
+    start: int,
+    bit_depth: int,
+    total: int | None,
+    progress: bool,
+    desc: str,
+) -> int:
     """Open ``source`` at frame ``start``, write every frame ``produce(reader)`` yields (quantised to
     ``bit_depth``), with a progress bar; close the writer at the end, or abort it (nothing
     half-written left under the output name) on any exception, Ctrl-C included.
@@ -354,16 +400,25 @@ def restore_iter(
         ``(index, frame)`` with ``frame`` a ``(3, s*H, s*W)`` float32 CPU tensor in [0, 1]; with
         ``interpolate``, ``2n`` frames for ``n`` input frames (see :mod:`rvrt.inference.interpolate`).
     """
-    _check_vfi_options(interpolate, vfi_model=vfi_model, vfi_weights=vfi_weights, vfi_tile=vfi_tile,
-                          vfi_tile_overlap=vfi_tile_overlap)
+    _check_vfi_options(
+        interpolate, vfi_model=vfi_model, vfi_weights=vfi_weights, vfi_tile=vfi_tile, vfi_tile_overlap=vfi_tile_overlap
+    )
     net, spec = prepare_model(model, weights)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     extra = _check_options(spec, sigma, add_noise)
     frames, h, w = open_frames(source)
     stage = None
     if interpolate:
-        stage = _interpolation(vfi_model, vfi_weights, vfi_tile, vfi_tile_overlap, height=h * spec.scale,
-                               width=w * spec.scale, device=dev, dtype=dt)
+        stage = _interpolation(
+            vfi_model,
+            vfi_weights,
+            vfi_tile,
+            vfi_tile_overlap,
+            height=h * spec.scale,
+            width=w * spec.scale,
+            device=dev,
+            dtype=dt,
+        )
     if frames is None:
         if interpolate:
             raise InputError("frame interpolation needs at least 2 frames; the input has none")
@@ -373,23 +428,35 @@ def restore_iter(
     net.to(dev)
     t, ov = plan_tiles(spec, tile, tile_overlap, height=h, width=w, device=dev, dtype=dt)
     run = model_runner(net, device=dev, dtype=dt, extra_channel=extra, compile=compile)
-    out = restore_frames(run, frames, scale=spec.scale, tile=t, overlap=ov, device=dev,
-                         backoff=tile == "auto")
+    out = restore_frames(run, frames, scale=spec.scale, tile=t, overlap=ov, device=dev, backoff=tile == "auto")
     if stage is not None:
         out = _then_interpolate(out, stage, device=dev)
     for i, frame in out:
         yield i, frame.clamp_(0, 1).cpu()
 
 
-def _then_interpolate(restored: Iterator[tuple[int, torch.Tensor]], stage: _Interpolation, *,
-                      device: torch.device, first_frame: int = 0,
-                      skip_until: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+def _then_interpolate(
+    restored: Iterator[tuple[int, torch.Tensor]],
+    stage: _Interpolation,
+    *,
+    device: torch.device,
+    first_frame: int = 0,
+    skip_until: int = 0,
+) -> Iterator[tuple[int, torch.Tensor]]:
     from rvrt.inference.interpolate import interpolate_frames
 
     # the interpolation model sees restored frames as they would be saved: in [0, 1]
     frames = (f.clamp_(0, 1) for _, f in restored)
-    return interpolate_frames(stage.run, frames, window=stage.window, tile=stage.tile, overlap=stage.overlap,
-                              device=device, first_frame=first_frame, skip_until=skip_until)
+    return interpolate_frames(
+        stage.run,
+        frames,
+        window=stage.window,
+        tile=stage.tile,
+        overlap=stage.overlap,
+        device=device,
+        first_frame=first_frame,
+        skip_until=skip_until,
+    )
 
 
 def restore(
@@ -460,8 +527,9 @@ def restore(
     from rvrt.inference.video_io import VIDEO_EXTENSIONS, open_writer, probe
 
     t0 = time.perf_counter()
-    _check_vfi_options(interpolate, vfi_model=vfi_model, vfi_weights=vfi_weights, vfi_tile=vfi_tile,
-                          vfi_tile_overlap=vfi_tile_overlap)
+    _check_vfi_options(
+        interpolate, vfi_model=vfi_model, vfi_weights=vfi_weights, vfi_tile=vfi_tile, vfi_tile_overlap=vfi_tile_overlap
+    )
     net, spec = prepare_model(model, weights)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     extra = _check_options(spec, sigma, add_noise)
@@ -473,8 +541,16 @@ def restore(
     if interpolate:
         if info.frame_count is not None and info.frame_count < 2:
             raise InputError(f"frame interpolation needs at least 2 frames; {input} has {info.frame_count}")
-        stage = _interpolation(vfi_model, vfi_weights, vfi_tile, vfi_tile_overlap, height=info.height * s,
-                               width=info.width * s, device=dev, dtype=dt)
+        stage = _interpolation(
+            vfi_model,
+            vfi_weights,
+            vfi_tile,
+            vfi_tile_overlap,
+            height=info.height * s,
+            width=info.width * s,
+            device=dev,
+            dtype=dt,
+        )
     out_is_video = Path(output).suffix.lower() in VIDEO_EXTENSIONS
     if bit_depth is None:
         bit_depth = 8 if out_is_video else info.bit_depth
@@ -486,17 +562,41 @@ def restore(
     # doubled output frames are numbered afresh: the input's frame names do not describe them
     like = replace(info, names=None) if interpolate else info
     rate = output_fps(info.fps, fps) if interpolate else fps
-    writer = open_writer(output, like=like, width=info.width * s, height=info.height * s, fps=rate, codec=codec,
-                         crf=crf, preset=preset, bit_depth=bit_depth, overwrite=overwrite, resume=resume)
+    writer = open_writer(
+        output,
+        like=like,
+        width=info.width * s,
+        height=info.height * s,
+        fps=rate,
+        codec=codec,
+        crf=crf,
+        preset=preset,
+        bit_depth=bit_depth,
+        overwrite=overwrite,
+        resume=resume,
+    )
     done = writer.completed if resume else 0
     restored_from = resume_input_frame(done, stage.window) if stage is not None else done
     sched = WindowSchedule(t[0], ov[0] if t[0] else 0)
     first = sched.first_window_for(restored_from)
-    log.info("model %s (%s, x%d) on %s %s; tile %s overlap %s", spec.name, spec.task, s, dev,
-             str(dt).replace("torch.", ""), t, ov)
+    log.info(
+        "model %s (%s, x%d) on %s %s; tile %s overlap %s",
+        spec.name,
+        spec.task,
+        s,
+        dev,
+        str(dt).replace("torch.", ""),
+        t,
+        ov,
+    )
     if stage is not None:
-        log.info("then frame interpolation with %s (%d-frame windows); tile %s overlap %s", stage.name, stage.window,
-                 stage.tile, stage.overlap)
+        log.info(
+            "then frame interpolation with %s (%d-frame windows); tile %s overlap %s",
+            stage.name,
+            stage.window,
+            stage.tile,
+            stage.overlap,
+        )
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     net.to(dev)
@@ -509,19 +609,43 @@ def restore(
         frames: Iterable[torch.Tensor] = (to_float(f.data) for f in reader)
         if add_noise:
             frames = _noisy(frames, sigma, seed, first)
-        out = restore_frames(run, frames, scale=s, tile=t, overlap=ov, device=dev,
-                             total=info.frame_count if info.kind == "frames" else None, first_frame=first,
-                             skip_until=restored_from, backoff=tile == "auto")
+        out = restore_frames(
+            run,
+            frames,
+            scale=s,
+            tile=t,
+            overlap=ov,
+            device=dev,
+            total=info.frame_count if info.kind == "frames" else None,
+            first_frame=first,
+            skip_until=restored_from,
+            backoff=tile == "auto",
+        )
         if stage is not None:
             out = _then_interpolate(out, stage, device=dev, first_frame=restored_from, skip_until=done)
         return out
 
-    count = write_stream(writer, input, produce, start=first, bit_depth=bit_depth,
-                         total=(total - done) if total else None, progress=progress,
-                         desc="restore + interpolate" if stage is not None else "restore")
+    count = write_stream(
+        writer,
+        input,
+        produce,
+        start=first,
+        bit_depth=bit_depth,
+        total=(total - done) if total else None,
+        progress=progress,
+        desc="restore + interpolate" if stage is not None else "restore",
+    )
     if done and count == 0:
         log.info("nothing left to do: all %d frames were already restored", done)
     peak_dev = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-    return RestoreSummary(output=str(output), model=spec.name if stage is None else f"{spec.name} + {stage.name}",
-                          frames=count, seconds=time.perf_counter() - t0, peak_host_mb=peak_host_memory_mb(),
-                          peak_device_mb=peak_dev, resumed_from=done, tile=t, frame_rate=getattr(writer, "fps", None))
+    return RestoreSummary(
+        output=str(output),
+        model=spec.name if stage is None else f"{spec.name} + {stage.name}",
+        frames=count,
+        seconds=time.perf_counter() - t0,
+        peak_host_mb=peak_host_memory_mb(),
+        peak_device_mb=peak_dev,
+        resumed_from=done,
+        tile=t,
+        frame_rate=getattr(writer, "fps", None),
+    )

@@ -145,6 +145,11 @@ def restore_window(
         wy = crossfade((tl.h1 - tl.h0) * scale, tl.fade_top * scale, tl.fade_bottom * scale, device=dev)
         wx = crossfade((tl.w1 - tl.w0) * scale, tl.fade_left * scale, tl.fade_right * scale, device=dev)
         weight = tw * wy.view(1, 1, -1, 1) * wx.view(1, 1, 1, -1)
-        out.add(y, weight, slice(out_offset, out_offset + t), slice(tl.h0 * scale, tl.h1 * scale),
-                slice(tl.w0 * scale, tl.w1 * scale))
+        out.add(
+            y,
+            weight,
+            slice(out_offset, out_offset + t),
+            slice(tl.h0 * scale, tl.h1 * scale),
+            slice(tl.w0 * scale, tl.w1 * scale),
+        )
     return out

@@ -164,11 +164,7 @@ def _subsample_cosited(full: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
     """4:4:4 frame -> 4:2:0/4:2:2 ``pix_fmt`` with chroma co-sited with the even luma columns
     (filter 1-2-1) and, for 4:2:0, centred between rows (the H.264/MPEG default siting)."""
     out = av.VideoFrame(full.width, full.height, pix_fmt)
-    wide = (
-        np.dtype(np.uint8)
-        if _format_bits(pix_fmt) <= 8
-        else np.dtype("<u2" if pix_fmt.endswith("le") else ">u2")
-    )
+    wide = np.dtype(np.uint8) if _format_bits(pix_fmt) <= 8 else np.dtype("<u2" if pix_fmt.endswith("le") else ">u2")
     vertical = "420" in pix_fmt
     for i, (src, dst) in enumerate(zip(full.planes, out.planes, strict=True)):
         rows = np.frombuffer(src, dtype=wide).reshape(full.height, src.line_size // wide.itemsize)
@@ -218,9 +214,7 @@ class _VideoWriter(FrameWriter):
             raise InputError(f"unknown pixel format {self.pix_fmt!r}") from err
         supported = [f.name for f in self._codec_obj.video_formats or ()]
         if supported and self.pix_fmt not in supported:
-            raise InputError(
-                f"encoder {self.codec} cannot write {self.pix_fmt}; it supports {', '.join(supported)}"
-            )
+            raise InputError(f"encoder {self.codec} cannot write {self.pix_fmt}; it supports {', '.join(supported)}")
         self._options = _codec_options(self.codec, crf, preset)
         mw, mh = _chroma_multiple(self.pix_fmt)
         self._pad = (-height % mh, -width % mw)
@@ -257,9 +251,7 @@ class _VideoWriter(FrameWriter):
             except (av.FFmpegError, ValueError, OSError) as err2:
                 self.abort()
                 raise InputError(f"cannot write {dest} with {self.codec}/{self.pix_fmt}: {err2}") from err2
-            logger.warning(
-                "%s: cannot copy the audio/subtitle streams (%s); writing video only", dest.name, err
-            )
+            logger.warning("%s: cannot copy the audio/subtitle streams (%s); writing video only", dest.name, err)
         except BaseException:
             self.abort()
             raise
@@ -550,9 +542,7 @@ def open_writer(
     if ext not in MUXERS:
         return _FramesWriter(dest, like, width, height, bit_depth, overwrite, resume, compress_level)
     if resume:
-        raise InputError(
-            f"cannot resume into the video file {dest}; write to a frames folder to be able to resume"
-        )
+        raise InputError(f"cannot resume into the video file {dest}; write to a frames folder to be able to resume")
     if dest.is_dir():
         raise InputError(f"output {dest} is a folder, not a video file")
     if dest.exists() and not overwrite:

@@ -30,8 +30,9 @@ __all__ = [
 class Mlp(nn.Module):
     """``fc1 -> GELU -> fc2`` on the last dimension."""
 
-    def __init__(self, in_features: int, hidden_features: int, out_features: int | None = None,
-                 gelu_approximate: str = "none") -> None:
+    def __init__(
+        self, in_features: int, hidden_features: int, out_features: int | None = None, gelu_approximate: str = "none"
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features)
         self.act = nn.GELU(approximate=gelu_approximate)
@@ -47,8 +48,9 @@ class GEGLUMlp(nn.Module):
     VRT's feed-forward layers and its ``pa_fuse`` use it (keys ``fc11``, ``fc12``, ``fc2``).
     """
 
-    def __init__(self, in_features: int, hidden_features: int, out_features: int | None = None,
-                 gelu_approximate: str = "none") -> None:
+    def __init__(
+        self, in_features: int, hidden_features: int, out_features: int | None = None, gelu_approximate: str = "none"
+    ) -> None:
         super().__init__()
         self.fc11 = nn.Linear(in_features, hidden_features)
         self.fc12 = nn.Linear(in_features, hidden_features)

@@ -158,8 +158,9 @@ class ClipRecurrentNet(nn.Module):
             hr = conv3d_per_frame(self.conv_last, self.upsampler(hr))
             tt = hr.shape[1]
             # the published residual: a trilinear resize of the first three input channels
-            hr = hr + F.interpolate(x[:, start : start + tt, :3], size=hr.shape[-3:], mode="trilinear",
-                                    align_corners=False)
+            hr = hr + F.interpolate(
+                x[:, start : start + tt, :3], size=hr.shape[-3:], mode="trilinear", align_corners=False
+            )
             if len(groups) == 1:
                 return hr
             if out is None:

@@ -32,7 +32,6 @@ from rvrt.ops.gda import Backend, guided_deformable_attention
 __all__ = ["RVRT", "RVRTConfig", "GuidedDeformableAttention", "BRANCHES"]
 
 
-
 @dataclass(frozen=True)
 class RVRTConfig(ConstructorConfig):
     """Architecture of an RVRT model. Field names and defaults are the official constructor's.
@@ -106,9 +105,18 @@ class GuidedDeformableAttention(nn.Module):
     keys from the previous clip of the previous branch, values are the propagated features.
     """
 
-    def __init__(self, channels: int, *, attention_window: tuple[int, int], attention_heads: int,
-                 deformable_groups: int, clip_size: int, max_residue_magnitude: float,
-                 gda_backend: Backend = "auto", gelu_approximate: str = "none") -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        attention_window: tuple[int, int],
+        attention_heads: int,
+        deformable_groups: int,
+        clip_size: int,
+        max_residue_magnitude: float,
+        gda_backend: Backend = "auto",
+        gelu_approximate: str = "none",
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.kernel_size = tuple(attention_window)
@@ -153,8 +161,9 @@ class GuidedDeformableAttention(nn.Module):
             y = F.conv2d(x.reshape(n * t, c, h, w).to(dt), head.weight.squeeze(2).to(dt), head.bias.to(dt))
             return self.max_residue_magnitude * torch.tanh(y.reshape(n, t, -1, h, w))
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v_warped: list[torch.Tensor],
-                flows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v_warped: list[torch.Tensor], flows: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Args:
             q: ``(N, clip, C, H, W)`` current clip (of the previous branch).
             k: ``(N, clip, C, H, W)`` previous clip (of the previous branch).
@@ -177,8 +186,14 @@ class GuidedDeformableAttention(nn.Module):
         qp = self._linear(self.proj_q, q).reshape(n * t, self.proj_channels, h, w)
         kv = torch.cat([self._linear(self.proj_k, k), self._linear(self.proj_v, v)], 2)
         out = guided_deformable_attention(
-            qp, kv, offset, kernel_size=self.kernel_size, attention_heads=self.attention_heads,
-            deformable_groups=self.deformable_groups, clip_size=self.clip_size, backend=self.gda_backend,
+            qp,
+            kv,
+            offset,
+            kernel_size=self.kernel_size,
+            attention_heads=self.attention_heads,
+            deformable_groups=self.deformable_groups,
+            clip_size=self.clip_size,
+            backend=self.gda_backend,
         ).view(n, t, self.proj_channels, h, w)
         out = self._linear(self.proj, out)
         out = out + channels_linear(self.mlp[1], out)
@@ -212,8 +227,14 @@ class RVRT(ClipRecurrentNet):
         **kwargs: official constructor arguments, used when ``config`` is None.
     """
 
-    def __init__(self, config: RVRTConfig | None = None, *, spynet_path: str | None = None,
-                 gda_backend: Backend = "auto", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: RVRTConfig | None = None,
+        *,
+        spynet_path: str | None = None,
+        gda_backend: Backend = "auto",
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
         if config is None:
             config = RVRTConfig.from_kwargs(**kwargs)
@@ -232,37 +253,67 @@ class RVRT(ClipRecurrentNet):
         self.spynet = SpyNet()
         if cfg.upscale == 4:
             self.feat_extract = RSTBWithInputConv(
-                3, dim, groups=cfg.inputconv_groups[0], num_blocks=cfg.num_blocks[0], depth=cfg.depths[0],
-                num_heads=cfg.num_heads[0], window_size=frame_window, **swin,
+                3,
+                dim,
+                groups=cfg.inputconv_groups[0],
+                num_blocks=cfg.num_blocks[0],
+                depth=cfg.depths[0],
+                num_heads=cfg.num_heads[0],
+                window_size=frame_window,
+                **swin,
             )
         else:
-            self.feat_extract = _StridedFeatureExtractor({
-                "1": nn.Conv3d(cfg.in_channels, dim, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
-                "3": nn.Conv3d(dim, dim, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
-                "6": RSTBWithInputConv(
-                    dim, dim, groups=cfg.inputconv_groups[0], num_blocks=cfg.num_blocks[0], depth=cfg.depths[0],
-                    num_heads=cfg.num_heads[0], window_size=frame_window, **swin,
-                ),
-            })
+            self.feat_extract = _StridedFeatureExtractor(
+                {
+                    "1": nn.Conv3d(cfg.in_channels, dim, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+                    "3": nn.Conv3d(dim, dim, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+                    "6": RSTBWithInputConv(
+                        dim,
+                        dim,
+                        groups=cfg.inputconv_groups[0],
+                        num_blocks=cfg.num_blocks[0],
+                        depth=cfg.depths[0],
+                        num_heads=cfg.num_heads[0],
+                        window_size=frame_window,
+                        **swin,
+                    ),
+                }
+            )
 
         self.backbone = nn.ModuleDict()
         self.deform_align = nn.ModuleDict()
         for i, name in enumerate(BRANCHES):
             self.deform_align[name] = GuidedDeformableAttention(
-                cfg.embed_dims[1], attention_window=cfg.attention_window, attention_heads=cfg.attention_heads,
-                deformable_groups=cfg.deformable_groups, clip_size=cfg.clip_size,
-                max_residue_magnitude=cfg.max_residue_magnitude, gda_backend=gda_backend,
+                cfg.embed_dims[1],
+                attention_window=cfg.attention_window,
+                attention_heads=cfg.attention_heads,
+                deformable_groups=cfg.deformable_groups,
+                clip_size=cfg.clip_size,
+                max_residue_magnitude=cfg.max_residue_magnitude,
+                gda_backend=gda_backend,
                 gelu_approximate=gelu,
             )
             self.backbone[name] = RSTBWithInputConv(
-                (2 + i) * dim, cfg.embed_dims[1], groups=cfg.inputconv_groups[i + 1], num_blocks=cfg.num_blocks[1],
-                depth=cfg.depths[1], num_heads=cfg.num_heads[1], window_size=cfg.window_size,
+                (2 + i) * dim,
+                cfg.embed_dims[1],
+                groups=cfg.inputconv_groups[i + 1],
+                num_blocks=cfg.num_blocks[1],
+                depth=cfg.depths[1],
+                num_heads=cfg.num_heads[1],
+                window_size=cfg.window_size,
                 checkpoint_attn=cfg.use_checkpoint_attn and i not in cfg.no_checkpoint_attn_blocks,
-                checkpoint_ffn=cfg.use_checkpoint_ffn and i not in cfg.no_checkpoint_ffn_blocks, **swin,
+                checkpoint_ffn=cfg.use_checkpoint_ffn and i not in cfg.no_checkpoint_ffn_blocks,
+                **swin,
             )
         self.reconstruction = RSTBWithInputConv(
-            5 * dim, cfg.embed_dims[2], groups=cfg.inputconv_groups[5], num_blocks=cfg.num_blocks[2],
-            depth=cfg.depths[2], num_heads=cfg.num_heads[2], window_size=frame_window, **swin,
+            5 * dim,
+            cfg.embed_dims[2],
+            groups=cfg.inputconv_groups[5],
+            num_blocks=cfg.num_blocks[2],
+            depth=cfg.depths[2],
+            num_heads=cfg.num_heads[2],
+            window_size=frame_window,
+            **swin,
         )
         self.conv_before_upsampler = nn.Sequential(nn.Conv3d(cfg.embed_dims[2], 64, (1, 1, 1)), nn.LeakyReLU(0.1))
         self.upsampler = Upsampler(4, 64)

@@ -40,7 +40,6 @@ NORM_EPS = 1e-7
 GELU = "tanh"
 
 
-
 @dataclass(frozen=True)
 class RVRTLightConfig(ConstructorConfig):
     """Architecture of an RVRT Light model: the MindSpore constructor's arguments and defaults.
@@ -83,24 +82,31 @@ class RVRTLightConfig(ConstructorConfig):
         if self.clip_size != 2:
             raise ValueError(f"RVRT Light's propagation is defined for clip_size=2; got {self.clip_size}")
         if self.to_float16:
-            raise ValueError("to_float16 is MindSpore's cast of the whole network; pass dtype=torch.float16 "
-                             "to rvrt.create_model (or call model.half()) instead")
+            raise ValueError(
+                "to_float16 is MindSpore's cast of the whole network; pass dtype=torch.float16 "
+                "to rvrt.create_model (or call model.half()) instead"
+            )
         for name in ("embed_dims", "num_heads", "depths", "num_blocks"):
             if len(getattr(self, name)) != 3:
                 raise ValueError(f"{name} needs 3 entries; got {getattr(self, name)}")
         if len(set(self.embed_dims)) != 1:
-            raise ValueError(f"RVRT Light concatenates features of all stages, so embed_dims must be equal; "
-                             f"got {self.embed_dims}")
+            raise ValueError(
+                f"RVRT Light concatenates features of all stages, so embed_dims must be equal; got {self.embed_dims}"
+            )
         if len(self.inputconv_groups) != 6:
             raise ValueError(f"inputconv_groups needs 6 entries; got {self.inputconv_groups}")
         if len(self.attention_window) != 2 or any(k < 1 or k % 2 == 0 for k in self.attention_window):
             raise ValueError(f"attention_window must be two odd sizes; got {self.attention_window}")
         if (2 * self.embed_dims[1]) % self.attention_heads:
-            raise ValueError(f"attention_heads={self.attention_heads} must divide the attention width "
-                             f"2 * embed_dims[1] = {2 * self.embed_dims[1]}")
+            raise ValueError(
+                f"attention_heads={self.attention_heads} must divide the attention width "
+                f"2 * embed_dims[1] = {2 * self.embed_dims[1]}"
+            )
         if not 0 <= self.recurrent_feature_refinement_steps <= len(BRANCHES):
-            raise ValueError(f"recurrent_feature_refinement_steps must be 0..{len(BRANCHES)}; "
-                             f"got {self.recurrent_feature_refinement_steps}")
+            raise ValueError(
+                f"recurrent_feature_refinement_steps must be 0..{len(BRANCHES)}; "
+                f"got {self.recurrent_feature_refinement_steps}"
+            )
 
     @property
     def in_channels(self) -> int:
@@ -120,8 +126,15 @@ class ClipWindowAlignment(nn.Module):
     ``mlp.1.fc1`` / ``mlp.1.fc2``.
     """
 
-    def __init__(self, channels: int, *, attention_window: tuple[int, int] = (3, 3), attention_heads: int = 12,
-                 clip_size: int = 2, gelu_approximate: str = GELU) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        attention_window: tuple[int, int] = (3, 3),
+        attention_heads: int = 12,
+        clip_size: int = 2,
+        gelu_approximate: str = GELU,
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.kernel_size = tuple(attention_window)
@@ -147,8 +160,9 @@ class ClipWindowAlignment(nn.Module):
         n, t, _, h, w = q.shape
         qp = channels_linear(self.proj_q[1], q).reshape(n * t, self.proj_channels, h, w)
         kv = torch.cat([channels_linear(self.proj_k[1], k), channels_linear(self.proj_v[1], v)], 2)
-        out = clip_window_attention(qp, kv, kernel_size=self.kernel_size, attention_heads=self.attention_heads,
-                                    clip_size=self.clip_size).view(n, t, self.proj_channels, h, w)
+        out = clip_window_attention(
+            qp, kv, kernel_size=self.kernel_size, attention_heads=self.attention_heads, clip_size=self.clip_size
+        ).view(n, t, self.proj_channels, h, w)
         out = channels_linear(self.proj[1], out)
         return out + channels_linear(self.mlp[1], out)
 
@@ -169,28 +183,54 @@ class RVRTLight(ClipRecurrentNet):
         self.config = config
         cfg = config
         dim = cfg.embed_dims[0]
-        swin = dict(mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale, norm_eps=NORM_EPS,
-                    gelu_approximate=GELU, position_bias=cfg.relative_position_encoding)
+        swin = dict(
+            mlp_ratio=cfg.mlp_ratio,
+            qkv_bias=cfg.qkv_bias,
+            qk_scale=cfg.qk_scale,
+            norm_eps=NORM_EPS,
+            gelu_approximate=GELU,
+            position_bias=cfg.relative_position_encoding,
+        )
         frame_window = (1, cfg.window_size[1], cfg.window_size[2])
 
         self.feat_extract = RSTBWithInputConv(
-            3, dim, groups=cfg.inputconv_groups[0], num_blocks=cfg.num_blocks[0], depth=cfg.depths[0],
-            num_heads=cfg.num_heads[0], window_size=frame_window, **swin,
+            3,
+            dim,
+            groups=cfg.inputconv_groups[0],
+            num_blocks=cfg.num_blocks[0],
+            depth=cfg.depths[0],
+            num_heads=cfg.num_heads[0],
+            window_size=frame_window,
+            **swin,
         )
         self.backbone = nn.ModuleDict()
         self.deform_align = nn.ModuleDict()
         for i, name in enumerate(BRANCHES):
             self.deform_align[name] = ClipWindowAlignment(
-                cfg.embed_dims[1], attention_window=cfg.attention_window, attention_heads=cfg.attention_heads,
+                cfg.embed_dims[1],
+                attention_window=cfg.attention_window,
+                attention_heads=cfg.attention_heads,
                 clip_size=cfg.clip_size,
             )
             self.backbone[name] = RSTBWithInputConv(
-                (2 + i) * dim, cfg.embed_dims[1], groups=cfg.inputconv_groups[i + 1], num_blocks=cfg.num_blocks[1],
-                depth=cfg.depths[1], num_heads=cfg.num_heads[1], window_size=cfg.window_size, **swin,
+                (2 + i) * dim,
+                cfg.embed_dims[1],
+                groups=cfg.inputconv_groups[i + 1],
+                num_blocks=cfg.num_blocks[1],
+                depth=cfg.depths[1],
+                num_heads=cfg.num_heads[1],
+                window_size=cfg.window_size,
+                **swin,
             )
         self.reconstruction = RSTBWithInputConv(
-            5 * dim, cfg.embed_dims[2], groups=cfg.inputconv_groups[5], num_blocks=cfg.num_blocks[2],
-            depth=cfg.depths[2], num_heads=cfg.num_heads[2], window_size=frame_window, **swin,
+            5 * dim,
+            cfg.embed_dims[2],
+            groups=cfg.inputconv_groups[5],
+            num_blocks=cfg.num_blocks[2],
+            depth=cfg.depths[2],
+            num_heads=cfg.num_heads[2],
+            window_size=frame_window,
+            **swin,
         )
         self.conv_before_upsampler = nn.Sequential(nn.Conv3d(cfg.embed_dims[2], 64, (1, 1, 1)), nn.LeakyReLU(0.1))
         self.upsampler = Upsampler(4, 64)
@@ -233,8 +273,9 @@ class RVRTLight(ClipRecurrentNet):
         """
         t = x.shape[1]
         if t % self.config.clip_size:
-            raise InputError(f"extract_features needs a frame count divisible by {self.config.clip_size}; got {t} "
-                             "(forward pads it)")
+            raise InputError(
+                f"extract_features needs a frame count divisible by {self.config.clip_size}; got {t} (forward pads it)"
+            )
         store = FeatureStore(x.device, offload)
         n_clips = t // self.config.clip_size
         if offload:

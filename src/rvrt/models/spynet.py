@@ -78,8 +78,9 @@ class SpyNet(nn.Module):
             if level in self.return_levels:
                 s = 2 ** (5 - level)
                 out = F.interpolate(flow, size=(h // s, w // s), mode="bilinear", align_corners=False)
-                scale = torch.tensor([(w // s) / (ws // s), (h // s) / (hs // s)], dtype=out.dtype,
-                                     device=out.device).view(1, 2, 1, 1)
+                scale = torch.tensor(
+                    [(w // s) / (ws // s), (h // s) / (hs // s)], dtype=out.dtype, device=out.device
+                ).view(1, 2, 1, 1)
                 outputs.insert(0, out * scale)
         return outputs
 

@@ -75,9 +75,9 @@ def _constant(fn, *args) -> torch.Tensor:
 def relative_position_index(window: Size3) -> torch.Tensor:
     """``(N, N)`` index into the ``(2wd-1)(2wh-1)(2ww-1)`` bias table for every token pair of a window."""
     wd, wh, ww = window
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(wd), torch.arange(wh), torch.arange(ww), indexing="ij")
-    ).flatten(1)  # (3, N)
+    coords = torch.stack(torch.meshgrid(torch.arange(wd), torch.arange(wh), torch.arange(ww), indexing="ij")).flatten(
+        1
+    )  # (3, N)
     rel = coords[:, :, None] - coords[:, None, :]  # (3, N, N), token i minus token j
     rel = rel + torch.tensor([wd - 1, wh - 1, ww - 1]).view(3, 1, 1)
     return rel[0] * (2 * wh - 1) * (2 * ww - 1) + rel[1] * (2 * ww - 1) + rel[2]
@@ -152,8 +152,15 @@ class WindowAttention(nn.Module):
         position_bias: learn a relative position bias table (RVRT Light has none).
     """
 
-    def __init__(self, dim: int, window_size: Size3, num_heads: int, qkv_bias: bool = True,
-                 qk_scale: float | None = None, position_bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        window_size: Size3,
+        num_heads: int,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        position_bias: bool = True,
+    ) -> None:
         super().__init__()
         self.window_size = tuple(window_size)
         self.num_heads = num_heads
@@ -200,8 +207,9 @@ class WindowAttention(nn.Module):
         qkv = qkv.reshape(b_, n, 3, self.num_heads, c3 // (3 * self.num_heads)).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                bias: torch.Tensor | None) -> torch.Tensor:
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         """Softmax attention of ``q`` over ``k``/``v`` (each ``(B_, heads, n, d)``) -> ``(B_, n, heads * d)``.
 
         ``mask`` is the ``(nW, N, N)`` shift mask of the group; only its ``[:n, :n]`` corner is used.
@@ -219,8 +227,9 @@ class WindowAttention(nn.Module):
         attn = torch.softmax(attn, dim=-1)
         return (attn @ v).transpose(1, 2).reshape(b_, n, heads * d)
 
-    def _attend_fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                      bias: torch.Tensor | None) -> torch.Tensor:
+    def _attend_fused(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         """Same as the explicit path through ``F.scaled_dot_product_attention``: the position bias and
         the shift mask form one additive mask, broadcast over the windows of the batch."""
         b_, heads, n, d = q.shape
@@ -239,8 +248,8 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
-            x: ``(B * nW, N, C)`` window tokens.
-            mask: ``(nW, N, N)`` additive mask or ``None``.
+        x: ``(B * nW, N, C)`` window tokens.
+        mask: ``(nW, N, N)`` additive mask or ``None``.
         """
         q, k, v = self._heads(self.qkv_self(x))
         return self.proj(self._attend(q, k, v, mask, self.bias(x.shape[1])))
@@ -284,8 +293,9 @@ class MutualWindowAttention(WindowAttention):
     Windows must not shrink: the position encoding has exactly ``2 * wh * ww`` tokens.
     """
 
-    def __init__(self, dim: int, window_size: Size3, num_heads: int, qkv_bias: bool = True,
-                 qk_scale: float | None = None) -> None:
+    def __init__(
+        self, dim: int, window_size: Size3, num_heads: int, qkv_bias: bool = True, qk_scale: float | None = None
+    ) -> None:
         super().__init__(dim, window_size, num_heads, qkv_bias, qk_scale)
         if self.window_size[0] != 2:
             raise ValueError(f"mutual attention needs a window of 2 frames; got {self.window_size}")
@@ -298,8 +308,8 @@ class MutualWindowAttention(WindowAttention):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
-            x: ``(B * nW, N, C)`` window tokens, ``N = 2 * wh * ww`` (frame 1 first).
-            mask: ``(nW, N, N)`` additive mask or ``None``.
+        x: ``(B * nW, N, C)`` window tokens, ``N = 2 * wh * ww`` (frame 1 first).
+        mask: ``(nW, N, N)`` additive mask or ``None``.
         """
         n = x.shape[1]
         if n != 2 * self.position_bias.shape[1]:
@@ -327,11 +337,24 @@ class SwinLayer(nn.Module):
             pass (activation checkpointing, non-reentrant so it composes with DDP).
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: Size3, shift_size: Size3 = (0, 0, 0),
-                 mlp_ratio: float = 2.0, qkv_bias: bool = True, qk_scale: float | None = None,
-                 norm_eps: float = 1e-5, gelu_approximate: str = "none", position_bias: bool = True,
-                 mutual: bool = False, mlp: str = "gelu", drop_path: float = 0.0,
-                 checkpoint_attn: bool = False, checkpoint_ffn: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: Size3,
+        shift_size: Size3 = (0, 0, 0),
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        norm_eps: float = 1e-5,
+        gelu_approximate: str = "none",
+        position_bias: bool = True,
+        mutual: bool = False,
+        mlp: str = "gelu",
+        drop_path: float = 0.0,
+        checkpoint_attn: bool = False,
+        checkpoint_ffn: bool = False,
+    ) -> None:
         super().__init__()
         self.window_size = tuple(window_size)
         self.shift_size = tuple(shift_size)
@@ -377,8 +400,8 @@ class SwinLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Args:
-            x: ``(B, D, H, W, C)``.
-            mask: shift mask for the padded size (see :class:`SwinGroup`), used if this layer shifts.
+        x: ``(B, D, H, W, C)``.
+        mask: shift mask for the padded size (see :class:`SwinGroup`), used if this layer shifts.
         """
         if self.checkpoint_attn and torch.is_grad_enabled():
             y = cp.checkpoint(self._attention, x, mask, use_reentrant=False)
@@ -400,8 +423,15 @@ class SwinGroup(nn.Module):
         **layer_kwargs: the other :class:`SwinLayer` options.
     """
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window_size: Size3,
-                 drop_path: float | Sequence[float] = 0.0, **layer_kwargs) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: Size3,
+        drop_path: float | Sequence[float] = 0.0,
+        **layer_kwargs,
+    ) -> None:
         super().__init__()
         self.window_size = tuple(window_size)
         self.shift_size = tuple(w // 2 for w in self.window_size)
@@ -412,8 +442,14 @@ class SwinGroup(nn.Module):
         if len(rates) < depth:
             raise ValueError(f"need a drop_path rate for each of the {depth} layers; got {len(rates)}")
         self.blocks = nn.ModuleList(
-            SwinLayer(dim, num_heads, self.window_size, (0, 0, 0) if i % 2 == 0 else self.shift_size,
-                      drop_path=rates[i], **layer_kwargs)
+            SwinLayer(
+                dim,
+                num_heads,
+                self.window_size,
+                (0, 0, 0) if i % 2 == 0 else self.shift_size,
+                drop_path=rates[i],
+                **layer_kwargs,
+            )
             for i in range(depth)
         )
 
@@ -457,8 +493,18 @@ class RSTBWithInputConv(nn.Module):
             gelu_approximate, position_bias, checkpoint_attn, checkpoint_ffn).
     """
 
-    def __init__(self, in_channels: int, dim: int, *, groups: int = 1, num_blocks: int = 2, depth: int = 2,
-                 num_heads: int = 6, window_size: Size3 = (2, 8, 8), **layer_kwargs) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int,
+        *,
+        groups: int = 1,
+        num_blocks: int = 2,
+        depth: int = 2,
+        num_heads: int = 6,
+        window_size: Size3 = (2, 8, 8),
+        **layer_kwargs,
+    ) -> None:
         super().__init__()
         if in_channels % groups or dim % groups:
             raise ValueError(f"input conv groups={groups} must divide in_channels={in_channels} and dim={dim}")

@@ -49,7 +49,6 @@ STAGE_SCALES = (1, 2, 4, 8, 4, 2, 1)
 STAGE_RESHAPES = ("none", "down", "down", "down", "up", "up", "up")
 
 
-
 @dataclass(frozen=True)
 class VRTConfig(ConstructorConfig):
     """Architecture of a VRT model. Field names and defaults are the official constructor's.
@@ -93,22 +92,27 @@ class VRTConfig(ConstructorConfig):
         if n < 8:
             raise ValueError(f"depths needs 7 stage entries and at least one stage-8 entry; got {n}")
         if len(self.embed_dims) != n or len(self.num_heads) != n:
-            raise ValueError(f"depths, embed_dims and num_heads need the same length; got {n}, "
-                             f"{len(self.embed_dims)}, {len(self.num_heads)}")
+            raise ValueError(
+                f"depths, embed_dims and num_heads need the same length; got {n}, "
+                f"{len(self.embed_dims)}, {len(self.num_heads)}"
+            )
         if len(self.img_size) != 3 or len(self.window_size) != 3:
             raise ValueError("img_size and window_size need 3 entries (frames, height, width)")
         if self.pa_frames not in (0, 2, 4, 6):
             raise ValueError(f"pa_frames must be 2, 4 or 6 (0: frame interpolation); got {self.pa_frames}")
         d = self.embed_dims
         if d[4] != d[2] or d[5] != d[1] or d[6] != d[0]:
-            raise ValueError(f"stages 5-7 add the features of stages 3, 2, 1: embed_dims[4:7] must equal "
-                             f"embed_dims[2], [1], [0]; got {d[:7]}")
+            raise ValueError(
+                f"stages 5-7 add the features of stages 3, 2, 1: embed_dims[4:7] must equal "
+                f"embed_dims[2], [1], [0]; got {d[:7]}"
+            )
         if len(set(d[7:])) != 1:
             raise ValueError(f"the stage-8 blocks share one width: embed_dims[7:] must be equal; got {d[7:]}")
         for i in (4, 5, 6):
             if d[i - 1] % 4:
-                raise ValueError(f"stage {i + 1} upsamples by pixel shuffle: embed_dims[{i - 1}]={d[i - 1]} "
-                                 "must be divisible by 4")
+                raise ValueError(
+                    f"stage {i + 1} upsamples by pixel shuffle: embed_dims[{i - 1}]={d[i - 1]} must be divisible by 4"
+                )
         for i, (c, h) in enumerate(zip(d, self.num_heads, strict=True)):
             if h < 1 or c % h:
                 raise ValueError(f"embed_dims[{i}]={c} must be divisible by num_heads[{i}]={h}")
@@ -130,8 +134,10 @@ class VRTConfig(ConstructorConfig):
             if self.nonblind_denoising:
                 raise ValueError("nonblind_denoising needs parallel warping (pa_frames > 0)")
             if self.in_chans != 3 or self.out_chans % 3:
-                raise ValueError("frame interpolation takes RGB frames (in_chans=3) and returns RGB frames "
-                                 "(out_chans a multiple of 3)")
+                raise ValueError(
+                    "frame interpolation takes RGB frames (in_chans=3) and returns RGB frames "
+                    "(out_chans a multiple of 3)"
+                )
 
     def check_runnable(self) -> None:
         """Raise ``ValueError`` for an architecture that builds but cannot run.
@@ -190,8 +196,14 @@ class VRT(nn.Module):
         **kwargs: official constructor arguments, used when ``config`` is None.
     """
 
-    def __init__(self, config: VRTConfig | None = None, *, spynet_path: str | None = None,
-                 dcn_backend: Backend = "auto", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: VRTConfig | None = None,
+        *,
+        spynet_path: str | None = None,
+        dcn_backend: Backend = "auto",
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
         if config is None:
             config = VRTConfig.from_kwargs(**kwargs)
@@ -214,33 +226,57 @@ class VRT(nn.Module):
         ckpt_attn = [cfg.use_checkpoint_attn and i not in cfg.no_checkpoint_attn_blocks for i in blocks]
         ckpt_ffn = [cfg.use_checkpoint_ffn and i not in cfg.no_checkpoint_ffn_blocks for i in blocks]
         for i in range(7):
-            self.add_module(f"stage{i + 1}", VRTStage(
-                dims[i - 1], dims[i], reshape=STAGE_RESHAPES[i], depth=cfg.depths[i],
-                num_heads=cfg.num_heads[i], window_size=cfg.window_size, mul_attn_ratio=cfg.mul_attn_ratio,
-                mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale,
-                drop_path=rates[starts[i] : starts[i + 1]],
-                pa_frames=pa, deformable_groups=cfg.deformable_groups,
-                max_residue_magnitude=10 / STAGE_SCALES[i], checkpoint_attn=ckpt_attn[i],
-                checkpoint_ffn=ckpt_ffn[i], dcn_backend=dcn_backend,
-            ))
+            self.add_module(
+                f"stage{i + 1}",
+                VRTStage(
+                    dims[i - 1],
+                    dims[i],
+                    reshape=STAGE_RESHAPES[i],
+                    depth=cfg.depths[i],
+                    num_heads=cfg.num_heads[i],
+                    window_size=cfg.window_size,
+                    mul_attn_ratio=cfg.mul_attn_ratio,
+                    mlp_ratio=cfg.mlp_ratio,
+                    qkv_bias=cfg.qkv_bias,
+                    qk_scale=cfg.qk_scale,
+                    drop_path=rates[starts[i] : starts[i + 1]],
+                    pa_frames=pa,
+                    deformable_groups=cfg.deformable_groups,
+                    max_residue_magnitude=10 / STAGE_SCALES[i],
+                    checkpoint_attn=ckpt_attn[i],
+                    checkpoint_ffn=ckpt_ffn[i],
+                    dcn_backend=dcn_backend,
+                ),
+            )
 
         project = NormLinear({"1": nn.LayerNorm(dims[6]), "2": nn.Linear(dims[6], dims[7])})
         self.stage8 = nn.ModuleList([project])
         for i in range(7, len(dims)):
             window = (1, *cfg.window_size[1:]) if i in cfg.indep_reconsts else cfg.window_size
-            self.stage8.append(RSTB(
-                dims[i], cfg.depths[i], cfg.num_heads[i], window, drop_path=rates[starts[i] : starts[i + 1]],
-                mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale, mlp="geglu",
-                checkpoint_attn=ckpt_attn[i], checkpoint_ffn=ckpt_ffn[i],
-            ))
+            self.stage8.append(
+                RSTB(
+                    dims[i],
+                    cfg.depths[i],
+                    cfg.num_heads[i],
+                    window,
+                    drop_path=rates[starts[i] : starts[i + 1]],
+                    mlp_ratio=cfg.mlp_ratio,
+                    qkv_bias=cfg.qkv_bias,
+                    qk_scale=cfg.qk_scale,
+                    mlp="geglu",
+                    checkpoint_attn=ckpt_attn[i],
+                    checkpoint_ffn=ckpt_ffn[i],
+                )
+            )
         self.norm = nn.LayerNorm(dims[-1])
         self.conv_after_body = nn.Linear(dims[-1], dims[0])
 
         if pa and cfg.upscale == 1:
             self.conv_last = nn.Conv3d(dims[0], cfg.out_chans, (1, 3, 3), padding=(0, 1, 1))
         elif pa:
-            self.conv_before_upsample = nn.Sequential(nn.Conv3d(dims[0], 64, (1, 3, 3), padding=(0, 1, 1)),
-                                                      nn.LeakyReLU())
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv3d(dims[0], 64, (1, 3, 3), padding=(0, 1, 1)), nn.LeakyReLU()
+            )
             self.upsample = Upsampler(cfg.upscale, 64)
             self.conv_last = nn.Conv3d(64, cfg.out_chans, (1, 3, 3), padding=(0, 1, 1))
         else:
@@ -367,8 +403,9 @@ class VRT(nn.Module):
         zeros = x.new_zeros(n, 1, 4 * c, h, w)
         return torch.cat([x, torch.cat([nxt, zeros], 1), torch.cat([zeros, prv], 1)], 2)
 
-    def forward_features(self, x: torch.Tensor, flows_backward: list[torch.Tensor],
-                         flows_forward: list[torch.Tensor]) -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, flows_backward: list[torch.Tensor], flows_forward: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Stages 1-8 and the final LayerNorm, channels-last: ``(N, T, H, W, C0) -> (N, T, H, W, C_last)``."""
 
         def at(flows: list[torch.Tensor], level: int) -> list[torch.Tensor]:
@@ -387,8 +424,9 @@ class VRT(nn.Module):
             x = layer(x)
         return self.norm(x)
 
-    def _body(self, x: torch.Tensor, flows_backward: list[torch.Tensor],
-              flows_forward: list[torch.Tensor]) -> torch.Tensor:
+    def _body(
+        self, x: torch.Tensor, flows_backward: list[torch.Tensor], flows_forward: list[torch.Tensor]
+    ) -> torch.Tensor:
         """``conv_first``, the stages and the long skip: ``(N, T, C_in', H, W) -> (N, T, C0, H, W)``."""
         f = conv3d_per_frame(self.conv_first, x).permute(0, 1, 3, 4, 2)
         f = f + self.conv_after_body(self.forward_features(f, flows_backward, flows_forward))

@@ -36,8 +36,15 @@ class FlowGuidedDeformConv(nn.Module):
     Keys: ``weight``, ``bias``, ``conv_offset.{0,2,4,6}``.
     """
 
-    def __init__(self, channels: int, *, pa_frames: int, deformable_groups: int, max_residue_magnitude: float,
-                 backend: Backend = "auto") -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        pa_frames: int,
+        deformable_groups: int,
+        max_residue_magnitude: float,
+        backend: Backend = "auto",
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.neighbours = pa_frames // 2
@@ -48,9 +55,12 @@ class FlowGuidedDeformConv(nn.Module):
         self.bias = nn.Parameter(torch.empty(channels))
         c_in = (1 + self.neighbours) * channels + 2 * self.neighbours
         self.conv_offset = nn.Sequential(
-            nn.Conv2d(c_in, channels, 3, 1, 1), nn.LeakyReLU(0.1),
-            nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(0.1),
-            nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c_in, channels, 3, 1, 1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(channels, channels, 3, 1, 1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(channels, channels, 3, 1, 1),
+            nn.LeakyReLU(0.1),
             nn.Conv2d(channels, 3 * 9 * deformable_groups, 3, 1, 1),
         )
         self.reset_parameters()
@@ -63,8 +73,9 @@ class FlowGuidedDeformConv(nn.Module):
         nn.init.zeros_(self.conv_offset[-1].weight)
         nn.init.zeros_(self.conv_offset[-1].bias)
 
-    def offset_and_mask(self, x_flow_warpeds: list[torch.Tensor], x_current: torch.Tensor,
-                        flows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def offset_and_mask(
+        self, x_flow_warpeds: list[torch.Tensor], x_current: torch.Tensor, flows: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Deformable offsets ``(B, 2 * G * 9, H, W)`` (torchvision layout) and masks ``(B, G * 9, H, W)``."""
         out = self.conv_offset(torch.cat([*x_flow_warpeds, x_current, *flows], 1))
         o1, o2, mask = torch.chunk(out, 3, dim=1)
@@ -74,8 +85,9 @@ class FlowGuidedDeformConv(nn.Module):
         offset = [p + f.flip(1).repeat(1, p.shape[1] // 2, 1, 1) for p, f in zip(parts, flows, strict=True)]
         return torch.cat(offset, 1), torch.sigmoid(mask)
 
-    def forward(self, x: torch.Tensor, x_flow_warpeds: list[torch.Tensor], x_current: torch.Tensor,
-                flows: list[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, x_flow_warpeds: list[torch.Tensor], x_current: torch.Tensor, flows: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Args:
             x: ``(B, m * C, H, W)`` the unwarped neighbours (nearest first), concatenated.
             x_flow_warpeds: ``m`` neighbours ``(B, C, H, W)`` warped onto the current frame.
@@ -114,11 +126,27 @@ class VRTStage(nn.Module):
             self-attention group always checkpoints its attention, as published).
     """
 
-    def __init__(self, in_dim: int, dim: int, *, reshape: str, depth: int, num_heads: int,
-                 window_size: tuple[int, int, int], mul_attn_ratio: float, mlp_ratio: float, qkv_bias: bool,
-                 qk_scale: float | None, drop_path: list[float], pa_frames: int, deformable_groups: int,
-                 max_residue_magnitude: float, checkpoint_attn: bool = False, checkpoint_ffn: bool = False,
-                 dcn_backend: Backend = "auto") -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        *,
+        reshape: str,
+        depth: int,
+        num_heads: int,
+        window_size: tuple[int, int, int],
+        mul_attn_ratio: float,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        qk_scale: float | None,
+        drop_path: list[float],
+        pa_frames: int,
+        deformable_groups: int,
+        max_residue_magnitude: float,
+        checkpoint_attn: bool = False,
+        checkpoint_ffn: bool = False,
+        dcn_backend: Backend = "auto",
+    ) -> None:
         super().__init__()
         self.mode = reshape
         self.pa_frames = pa_frames
@@ -130,23 +158,38 @@ class VRTStage(nn.Module):
             self.reshape = NormLinear({"1": nn.LayerNorm(in_dim // 4), "2": nn.Linear(in_dim // 4, dim)})
         else:
             raise ValueError(f"reshape must be 'none', 'down' or 'up'; got {reshape!r}")
-        layer = dict(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, mlp="geglu",
-                     checkpoint_ffn=checkpoint_ffn)
+        layer = dict(
+            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, mlp="geglu", checkpoint_ffn=checkpoint_ffn
+        )
         mutual_depth = int(depth * mul_attn_ratio)
         self.residual_group1 = SwinGroup(
-            dim, mutual_depth, num_heads, (2, window_size[1], window_size[2]),
-            drop_path=drop_path[:mutual_depth], mutual=True, checkpoint_attn=checkpoint_attn, **layer,
+            dim,
+            mutual_depth,
+            num_heads,
+            (2, window_size[1], window_size[2]),
+            drop_path=drop_path[:mutual_depth],
+            mutual=True,
+            checkpoint_attn=checkpoint_attn,
+            **layer,
         )
         self.linear1 = nn.Linear(dim, dim)
         self.residual_group2 = SwinGroup(
-            dim, depth - mutual_depth, num_heads, window_size, drop_path=drop_path[: depth - mutual_depth],
-            checkpoint_attn=True, **layer,
+            dim,
+            depth - mutual_depth,
+            num_heads,
+            window_size,
+            drop_path=drop_path[: depth - mutual_depth],
+            checkpoint_attn=True,
+            **layer,
         )
         self.linear2 = nn.Linear(dim, dim)
         if pa_frames:
             self.pa_deform = FlowGuidedDeformConv(
-                dim, pa_frames=pa_frames, deformable_groups=deformable_groups,
-                max_residue_magnitude=max_residue_magnitude, backend=dcn_backend,
+                dim,
+                pa_frames=pa_frames,
+                deformable_groups=deformable_groups,
+                max_residue_magnitude=max_residue_magnitude,
+                backend=dcn_backend,
             )
             self.pa_fuse = GEGLUMlp(3 * dim, 3 * dim, dim)
 
@@ -161,8 +204,9 @@ class VRTStage(nn.Module):
             x = x.reshape(n, t, 2 * h, 2 * w, c // 4)
         return self.reshape(x)
 
-    def forward(self, x: torch.Tensor, flows_backward: list[torch.Tensor],
-                flows_forward: list[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, flows_backward: list[torch.Tensor], flows_forward: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Args:
             x: ``(N, T, H, W, C_in)`` (``H, W`` of the previous stage).
             flows_backward, flows_forward: ``pa_frames / 2`` flows at this stage's scale, the
@@ -205,10 +249,12 @@ class VRTStage(nn.Module):
             for k, flow in enumerate(flows, start=1):
                 # flow index and neighbour frame of each target; missing neighbours -> zeros
                 pairs = [(i, i + k) if backward else (i - k, i - k) for i in chunk]
-                nb = torch.stack([x[:, j] if 0 <= fi < flow.shape[1] else x.new_zeros(n, c, h, w)
-                                  for fi, j in pairs], 1).flatten(0, 1)
-                fl = torch.stack([flow[:, fi] if 0 <= fi < flow.shape[1] else flow.new_zeros(n, 2, h, w)
-                                  for fi, _ in pairs], 1).flatten(0, 1)
+                nb = torch.stack(
+                    [x[:, j] if 0 <= fi < flow.shape[1] else x.new_zeros(n, c, h, w) for fi, j in pairs], 1
+                ).flatten(0, 1)
+                fl = torch.stack(
+                    [flow[:, fi] if 0 <= fi < flow.shape[1] else flow.new_zeros(n, 2, h, w) for fi, _ in pairs], 1
+                ).flatten(0, 1)
                 feats.append(nb)
                 warped.append(flow_warp(nb, fl))
                 used_flows.append(fl)

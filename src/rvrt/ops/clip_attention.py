@@ -25,8 +25,9 @@ import torch.nn.functional as F
 __all__ = ["clip_window_attention"]
 
 
-def _check(q: torch.Tensor, kv: torch.Tensor, kernel_size: tuple[int, int], attention_heads: int,
-           clip_size: int) -> None:
+def _check(
+    q: torch.Tensor, kv: torch.Tensor, kernel_size: tuple[int, int], attention_heads: int, clip_size: int
+) -> None:
     if q.dim() != 4:
         raise ValueError(f"q must be (B, C, H, W) with B = N * clip_size; got shape {tuple(q.shape)}")
     bsz, c, h, w = q.shape
@@ -34,9 +35,7 @@ def _check(q: torch.Tensor, kv: torch.Tensor, kernel_size: tuple[int, int], atte
         raise ValueError(f"q batch {bsz} must be a multiple of clip_size={clip_size}")
     n = bsz // clip_size
     if tuple(kv.shape) != (n, clip_size, 2 * c, h, w):
-        raise ValueError(
-            f"kv must be (N, clip_size, 2C, H, W) = {(n, clip_size, 2 * c, h, w)}; got {tuple(kv.shape)}"
-        )
+        raise ValueError(f"kv must be (N, clip_size, 2C, H, W) = {(n, clip_size, 2 * c, h, w)}; got {tuple(kv.shape)}")
     kh, kw = kernel_size
     if kh < 1 or kw < 1 or kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"kernel_size must be odd (padding is kernel // 2); got {kernel_size}")

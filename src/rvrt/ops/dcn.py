@@ -78,13 +78,16 @@ def _geometry(input, offset, weight, bias, stride, padding, dilation, mask):
         raise ValueError(f"offset must be (N, 2 * G * {taps}, H_out, W_out); got shape {tuple(offset.shape)}")
     og = offset.shape[1] // (2 * taps)
     if tuple(offset.shape) != (n, 2 * og * taps, ho, wo):
-        raise ValueError(f"offset must be (N, 2 * G * kh * kw, H_out, W_out) = {(n, 2 * og * taps, ho, wo)}; "
-                         f"got {tuple(offset.shape)}")
+        raise ValueError(
+            f"offset must be (N, 2 * G * kh * kw, H_out, W_out) = {(n, 2 * og * taps, ho, wo)}; "
+            f"got {tuple(offset.shape)}"
+        )
     if cin % og:
         raise ValueError(f"input channels {cin} are not divisible by the {og} offset groups")
     if mask is not None and tuple(mask.shape) != (n, og * taps, ho, wo):
-        raise ValueError(f"mask must be (N, G * kh * kw, H_out, W_out) = {(n, og * taps, ho, wo)}; "
-                         f"got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be (N, G * kh * kw, H_out, W_out) = {(n, og * taps, ho, wo)}; got {tuple(mask.shape)}"
+        )
     if bias is not None and tuple(bias.shape) != (cout,):
         raise ValueError(f"bias must be ({cout},); got {tuple(bias.shape)}")
     return groups, og, stride, padding, dilation, (ho, wo)
@@ -168,10 +171,20 @@ def deform_conv2d_reference(
     outs = []
     for s in range(0, n, step):
         e = min(n, s + step)
-        outs.append(_reference_chunk(
-            input[s:e], offset[s:e], weight, None if mask is None else mask[s:e],
-            groups, og, stride, padding, dilation, out_size,
-        ))
+        outs.append(
+            _reference_chunk(
+                input[s:e],
+                offset[s:e],
+                weight,
+                None if mask is None else mask[s:e],
+                groups,
+                og,
+                stride,
+                padding,
+                dilation,
+                out_size,
+            )
+        )
     out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1).to(out.dtype)
@@ -240,8 +253,7 @@ def deform_conv2d(
         reason = torchvision_status(input.device)
         if reason is None:
             op, _ = _torchvision_op()
-            return op(input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                      mask=mask)
+            return op(input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask)
         if backend == "torchvision":
             raise DCNBackendError(reason)
         _log_fallback(reason)

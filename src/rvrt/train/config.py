@@ -183,8 +183,14 @@ def list_recipes() -> list[dict[str, Any]]:
     out = []
     for stem, text in _shipped().items():
         data = loads_toml(text, f"recipe {stem}")
-        out.append({"file": stem, "name": data.get("name", stem), "aliases": data.get("aliases", []),
-                    "description": data.get("description", "")})
+        out.append(
+            {
+                "file": stem,
+                "name": data.get("name", stem),
+                "aliases": data.get("aliases", []),
+                "description": data.get("description", ""),
+            }
+        )
     return out
 
 
@@ -297,8 +303,9 @@ def apply_override(recipe: dict[str, Any], assignment: str) -> dict[str, Any]:
     return out
 
 
-def resolve_recipe(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), *,
-                   where: str = "recipe") -> dict[str, Any]:
+def resolve_recipe(
+    data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), *, where: str = "recipe"
+) -> dict[str, Any]:
     """Merge a parsed recipe over :data:`DEFAULTS`, apply overrides and check the values."""
     recipe = _merge(DEFAULTS, data, "", where)
     for ov in overrides:
@@ -327,8 +334,10 @@ def _check(r: dict[str, Any], where: str) -> None:
     need(t["iterations"] >= 1, "train.iterations must be >= 1")
     need(t["accum_steps"] >= 1, "train.accum_steps must be >= 1")
     need(t["amp"] in ("none", "bf16", "fp16"), f"train.amp must be none, bf16 or fp16; got {t['amp']!r}")
-    need(t["device"] in ("auto", "cpu", "cuda") or t["device"].startswith("cuda:"),
-         f"train.device must be auto, cpu or cuda; got {t['device']!r}")
+    need(
+        t["device"] in ("auto", "cpu", "cuda") or t["device"].startswith("cuda:"),
+        f"train.device must be auto, cpu or cuda; got {t['device']!r}",
+    )
     for k in ("log_every", "save_every", "val_every", "keep_last"):
         need(t[k] >= 0, f"train.{k} must be >= 0")
     for k in ("val_tile", "val_tile_overlap"):
@@ -339,11 +348,12 @@ def _check(r: dict[str, Any], where: str) -> None:
     need(o["type"] in ("adam", "adamw"), f"optim.type must be adam or adamw; got {o['type']!r}")
     need(o["lr"] > 0, "optim.lr must be > 0")
     need(len(o["betas"]) == 2, "optim.betas needs two numbers")
-    need(all(isinstance(v, (int, float)) and v >= 0 for v in o["lr_mul"].values()),
-         "optim.lr_mul values must be numbers >= 0")
+    need(
+        all(isinstance(v, (int, float)) and v >= 0 for v in o["lr_mul"].values()),
+        "optim.lr_mul values must be numbers >= 0",
+    )
     need(r["loss"]["type"] in ("charbonnier", "l1", "mse"), "loss.type must be charbonnier, l1 or mse")
     need(s["type"] in ("cosine_restarts", "constant"), "schedule.type must be cosine_restarts or constant")
     if s["type"] == "cosine_restarts":
         need(len(s["periods"]) >= 1 and all(p >= 1 for p in s["periods"]), "schedule.periods must be >= 1")
-        need(len(s["restart_weights"]) == len(s["periods"]),
-             "schedule.restart_weights needs one weight per period")
+        need(len(s["restart_weights"]) == len(s["periods"]), "schedule.restart_weights needs one weight per period")

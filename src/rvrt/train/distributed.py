@@ -42,8 +42,9 @@ class DistInfo:
     def from_env(cls) -> DistInfo:
         """From torchrun's variables (a single process when they are absent)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        return cls(rank=int(os.environ.get("RANK", "0")), local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                   world_size=world)
+        return cls(
+            rank=int(os.environ.get("RANK", "0")), local_rank=int(os.environ.get("LOCAL_RANK", "0")), world_size=world
+        )
 
 
 def setup(device: torch.device) -> DistInfo:
@@ -110,8 +111,16 @@ class ResumableSampler(Sampler):
         shuffle: permute (else the natural order).
     """
 
-    def __init__(self, length: int, *, rank: int = 0, world_size: int = 1, batch_size: int = 1, seed: int = 0,
-                 shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        length: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
         self.length, self.rank, self.world_size = length, rank, world_size
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.epoch = 0

@@ -46,5 +46,3 @@ def build_loss(cfg: dict[str, Any]) -> nn.Module:
     else:
         raise InputError(f"unknown loss {kind!r}; use charbonnier, l1 or mse")
     return _Weighted(loss, cfg.get("weight", 1.0))
-
-

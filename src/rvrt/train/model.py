@@ -74,8 +74,9 @@ def init_weights(module: nn.Module, model_cfg: dict[str, Any]) -> None:
         sd = load_state_dict_file(path)
         missing, unexpected = module.spynet.load_state_dict(sd, strict=False)
         if unexpected or [k for k in missing if k not in ("mean", "std")]:
-            raise WeightsError(f"{path} is not a SpyNet state dict (missing {missing[:4]}, "
-                               f"unexpected {unexpected[:4]})")
+            raise WeightsError(
+                f"{path} is not a SpyNet state dict (missing {missing[:4]}, unexpected {unexpected[:4]})"
+            )
         log.info("SpyNet initialised from %s", path)
     init = model_cfg["init"]
     if not init:
@@ -97,8 +98,9 @@ def init_weights(module: nn.Module, model_cfg: dict[str, Any]) -> None:
         log.info("initialised %d tensors from %s; %d left as they were: %s", len(fit), path, len(skipped), skipped[:8])
 
 
-def export_weights(module: nn.Module, path: str | Path, *, arch: str, kwargs: dict[str, Any], name: str,
-                   step: int) -> Path:
+def export_weights(
+    module: nn.Module, path: str | Path, *, arch: str, kwargs: dict[str, Any], name: str, step: int
+) -> Path:
     """Model weights as ``.safetensors`` whose metadata lets :func:`rvrt.load_model` rebuild the
     network (training-only options such as activation checkpointing are left out)."""
     config = {k: v for k, v in kwargs.items() if not k.startswith(("use_checkpoint", "no_checkpoint"))}

@@ -21,11 +21,19 @@ def build_optimizer(module: nn.Module, optim: dict[str, Any]) -> torch.optim.Opt
     buckets: dict[str, list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
         buckets.setdefault(matches(name, sorted(lr_mul)) or "", []).append(p)
-    groups = [{"params": ps, "lr": optim["lr"] * lr_mul.get(k, 1.0), "base_lr": optim["lr"] * lr_mul.get(k, 1.0),
-               "group": k or "default"} for k, ps in buckets.items()]
+    groups = [
+        {
+            "params": ps,
+            "lr": optim["lr"] * lr_mul.get(k, 1.0),
+            "base_lr": optim["lr"] * lr_mul.get(k, 1.0),
+            "group": k or "default",
+        }
+        for k, ps in buckets.items()
+    ]
     cls = torch.optim.AdamW if optim["type"] == "adamw" else torch.optim.Adam
-    return cls(groups, lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim["eps"],
-               weight_decay=optim["weight_decay"])
+    return cls(
+        groups, lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim["eps"], weight_decay=optim["weight_decay"]
+    )
 
 
 def lr_at(step: int, base: float, schedule: dict[str, Any]) -> float:

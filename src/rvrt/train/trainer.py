@@ -84,8 +84,13 @@ def _rng_state(loader_gen: torch.Generator, device: torch.device) -> dict[str, A
     kind, key, pos, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "loader": loader_gen.get_state(),
@@ -132,8 +137,15 @@ class Trainer:
         progress: show a progress bar (main process).
     """
 
-    def __init__(self, recipe: dict[str, Any], out_dir: str | Path, *, resume: str | None = None,
-                 until: int | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        recipe: dict[str, Any],
+        out_dir: str | Path,
+        *,
+        resume: str | None = None,
+        until: int | None = None,
+        progress: bool = True,
+    ) -> None:
         self.recipe, self.out_dir = recipe, Path(out_dir)
         self.resume, self.until, self.progress = resume, until, progress
         self.step = self.epoch = self.batches_in_epoch = 0
@@ -160,8 +172,10 @@ class Trainer:
         existing = find_checkpoints(self.out_dir)
         if self.resume is None:
             if existing:
-                raise InputError(f"{self.out_dir} holds checkpoints of an earlier run; continue it with "
-                                 f"--resume auto, or pick another --out")
+                raise InputError(
+                    f"{self.out_dir} holds checkpoints of an earlier run; continue it with "
+                    f"--resume auto, or pick another --out"
+                )
             return None
         if self.resume == "auto":
             return existing[-1] if existing else None
@@ -179,8 +193,9 @@ class Trainer:
         self.main = self.dist.is_main
         world, accum = self.dist.world_size, t["accum_steps"]
         if d["batch_size"] % (world * accum):
-            raise InputError(f"data.batch_size={d['batch_size']} is not divisible by processes x accum_steps = "
-                             f"{world} x {accum}")
+            raise InputError(
+                f"data.batch_size={d['batch_size']} is not divisible by processes x accum_steps = {world} x {accum}"
+            )
         self.micro_bs = d["batch_size"] // (world * accum)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -202,19 +217,27 @@ class Trainer:
 
         self.train_set = build_dataset(d["train"], train=True, seed=seed)
         self.val_set = build_dataset(d["val"], train=False, seed=seed + 1) if d["val"] else None
-        self.sampler = D.ResumableSampler(len(self.train_set), rank=self.dist.rank, world_size=world,
-                                          batch_size=self.micro_bs, seed=seed)
+        self.sampler = D.ResumableSampler(
+            len(self.train_set), rank=self.dist.rank, world_size=world, batch_size=self.micro_bs, seed=seed
+        )
         if self.sampler.per_rank < self.micro_bs:
-            raise InputError(f"the training set has {len(self.train_set)} samples, fewer than one batch of "
-                             f"{self.micro_bs} per process x {world} processes")
+            raise InputError(
+                f"the training set has {len(self.train_set)} samples, fewer than one batch of "
+                f"{self.micro_bs} per process x {world} processes"
+            )
         self.loader_gen = torch.Generator()
         self.loader_gen.manual_seed(seed + self.dist.rank)
         workers = d["num_workers"]
         self.loader = DataLoader(
-            self.train_set, batch_size=self.micro_bs, sampler=self.sampler, num_workers=workers,
-            pin_memory=d["pin_memory"] and self.device.type == "cuda", drop_last=True,
+            self.train_set,
+            batch_size=self.micro_bs,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=d["pin_memory"] and self.device.type == "cuda",
+            drop_last=True,
             persistent_workers=d["persistent_workers"] and workers > 0,
-            prefetch_factor=d["prefetch_factor"] if workers > 0 else None, generator=self.loader_gen,
+            prefetch_factor=d["prefetch_factor"] if workers > 0 else None,
+            generator=self.loader_gen,
             worker_init_fn=_ignore_sigint,
         )
 
@@ -251,8 +274,13 @@ class Trainer:
                 p.requires_grad_(not frozen)
                 count += 1
         if self._frozen is not None or frozen:
-            self._info("%s %d parameter tensors (%s) at iteration %d", "froze" if frozen else "unfroze", count,
-                       ", ".join(t["freeze"]), self.step + 1)
+            self._info(
+                "%s %d parameter tensors (%s) at iteration %d",
+                "froze" if frozen else "unfroze",
+                count,
+                ", ".join(t["freeze"]),
+                self.step + 1,
+            )
         self._frozen = frozen
         if self.dist.enabled:
             # a fresh wrapper registers exactly the parameters that train from now on
@@ -260,10 +288,17 @@ class Trainer:
             gc.collect()
             ddp = nn.parallel.DistributedDataParallel
             # buffers (SpyNet's normalisation, position indices) never change: no per-step sync
-            quiet = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
-                     else {"broadcast_buffers": False})
-            self.model = ddp(self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                             find_unused_parameters=t["find_unused_parameters"], **quiet)
+            quiet = (
+                {"forward_sync_buffers": False}
+                if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                else {"broadcast_buffers": False}
+            )
+            self.model = ddp(
+                self.module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=t["find_unused_parameters"],
+                **quiet,
+            )
 
     # ------------------------------------------------------------------ data
     def _next_batch(self) -> dict[str, Any]:
@@ -341,8 +376,13 @@ class Trainer:
 
             for i in range(self.dist.rank, len(self.val_set), self.dist.world_size):
                 item = self.val_set[i]
-                out = restore_window(run, item["lq"].to(self.device), scale=scale, tile=tuple(t["val_tile"]),
-                                     overlap=tuple(t["val_tile_overlap"])).value
+                out = restore_window(
+                    run,
+                    item["lq"].to(self.device),
+                    scale=scale,
+                    tile=tuple(t["val_tile"]),
+                    overlap=tuple(t["val_tile_overlap"]),
+                ).value
                 acc += torch.tensor([psnr(out.cpu(), item["gt"]), 1.0], dtype=torch.float64)
         finally:
             self.module.train()
@@ -352,8 +392,9 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self) -> float:
         with torch.no_grad():
-            return float(sum(p.detach().double().sum() + p.detach().double().square().sum()
-                             for p in self.module.parameters()))
+            return float(
+                sum(p.detach().double().sum() + p.detach().double().square().sum() for p in self.module.parameters())
+            )
 
     def _save(self) -> Path | None:
         rngs = D.all_gather_object(_rng_state(self.loader_gen, self.device))
@@ -365,12 +406,17 @@ class Trainer:
             t = self.recipe["train"]
             state = {
                 "format": CHECKPOINT_FORMAT,
-                "step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
-                "world_size": self.dist.world_size, "micro_batch": self.micro_bs,
+                "step": self.step,
+                "epoch": self.epoch,
+                "batches_in_epoch": self.batches_in_epoch,
+                "world_size": self.dist.world_size,
+                "micro_batch": self.micro_bs,
                 "model": self.module.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                "rng": rngs, "best": dict(self.best), "recipe": dumps_toml(self.recipe),
+                "rng": rngs,
+                "best": dict(self.best),
+                "recipe": dumps_toml(self.recipe),
                 "torch_version": str(torch.__version__),
             }
             path = self.out_dir / "checkpoints" / f"step_{self.step:08d}.pt"
@@ -394,8 +440,9 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as err:
-            raise InputError(f"the optimiser state of {path} does not fit this recipe (optim.lr_mul changed?): "
-                             f"{err}") from err
+            raise InputError(
+                f"the optimiser state of {path} does not fit this recipe (optim.lr_mul changed?): {err}"
+            ) from err
         o = self.recipe["optim"]
         for g in self.optimizer.param_groups:  # the recipe, not the checkpoint, sets the rates
             g["base_lr"] = o["lr"] * o["lr_mul"].get(g["group"], 1.0)
@@ -409,9 +456,14 @@ class Trainer:
         else:  # keep the epoch's progress in samples; exactness needs the same layout
             samples = self.batches_in_epoch * state["micro_batch"] * state["world_size"]
             self.batches_in_epoch = samples // (self.micro_bs * self.dist.world_size)
-            log.warning("resuming with %d process(es) x batch %d instead of %d x %d: data order and random "
-                        "streams continue approximately", self.dist.world_size, self.micro_bs, state["world_size"],
-                        state["micro_batch"])
+            log.warning(
+                "resuming with %d process(es) x batch %d instead of %d x %d: data order and random "
+                "streams continue approximately",
+                self.dist.world_size,
+                self.micro_bs,
+                state["world_size"],
+                state["micro_batch"],
+            )
         before = loads_toml(state["recipe"], f"recipe in {path}")
         changed = sorted(k for k in set(before) | set(self.recipe) if before.get(k) != self.recipe.get(k))
         if changed:
@@ -421,8 +473,14 @@ class Trainer:
     def _export(self, name: str) -> Path | None:
         if not self.main:
             return None
-        return export_weights(self.module, self.out_dir / name, arch=self.arch, kwargs=self.kwargs,
-                              name=self.recipe["name"], step=self.step)
+        return export_weights(
+            self.module,
+            self.out_dir / name,
+            arch=self.arch,
+            kwargs=self.kwargs,
+            name=self.recipe["name"],
+            step=self.step,
+        )
 
     # ------------------------------------------------------------------ loop
     def _info(self, *args: Any) -> None:
@@ -437,8 +495,10 @@ class Trainer:
             if self._stop_signal is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self._stop_signal = signum
-            log.warning("%s: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)",
-                        signal.Signals(signum).name)
+            log.warning(
+                "%s: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)",
+                signal.Signals(signum).name,
+            )
 
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -475,8 +535,9 @@ class Trainer:
         t = self.recipe["train"]
         total = t["iterations"]
         end = min(total, self.until) if self.until else total
-        bar = tqdm(total=total, initial=self.step, unit="it", dynamic_ncols=True,
-                   disable=not (self.main and self.progress))
+        bar = tqdm(
+            total=total, initial=self.step, unit="it", dynamic_ncols=True, disable=not (self.main and self.progress)
+        )
         window, window_n, tic, cpu_tic = torch.zeros(()), 0, time.perf_counter(), time.process_time()
         status = "finished"
         try:
@@ -490,7 +551,8 @@ class Trainer:
                     raise InputError(
                         "some parameters got no gradient, which DDP does not allow by default (an RVRT trained on "
                         "2-frame clips never uses its alignment modules); set train.find_unused_parameters=true "
-                        "or train on longer clips") from err
+                        "or train on longer clips"
+                    ) from err
                 window, window_n = window + loss.float().cpu(), window_n + 1
                 bar.update(1)
                 stop = torch.tensor([1.0 if self._stop_signal is not None else 0.0])
@@ -498,12 +560,23 @@ class Trainer:
                     D.all_reduce(stop, op="max")
                 if t["log_every"] and (self.step % t["log_every"] == 0 or self.step == end):
                     mean = D.all_reduce(window.clone()) / (window_n * self.dist.world_size)
-                    lr = next((g["lr"] for g in self.optimizer.param_groups if g["group"] == "default"),
-                              self.optimizer.param_groups[0]["lr"])
+                    lr = next(
+                        (g["lr"] for g in self.optimizer.param_groups if g["group"] == "default"),
+                        self.optimizer.param_groups[0]["lr"],
+                    )
                     rate = window_n / max(time.perf_counter() - tic, 1e-9)
                     cpu = (time.process_time() - cpu_tic) / window_n
-                    self._log({"step": self.step, "loss": float(mean), "lr": lr, "grad_norm": float(norm),
-                               "it_per_s": rate, "cpu_s_per_it": cpu, "epoch": self.epoch})
+                    self._log(
+                        {
+                            "step": self.step,
+                            "loss": float(mean),
+                            "lr": lr,
+                            "grad_norm": float(norm),
+                            "it_per_s": rate,
+                            "cpu_s_per_it": cpu,
+                            "epoch": self.epoch,
+                        }
+                    )
                     bar.set_postfix(loss=f"{float(mean):.4g}", lr=f"{lr:.2e}")
                     window, window_n, tic, cpu_tic = torch.zeros(()), 0, time.perf_counter(), time.process_time()
                 if self.val_set is not None and t["val_every"] and self.step % t["val_every"] == 0:
@@ -525,5 +598,12 @@ class Trainer:
         self._save()
         weights = self._export("final.safetensors") if status == "finished" else None
         D.barrier()
-        return TrainResult(status=status, step=self.step, iterations=total, out_dir=self.out_dir,
-                           checkpoint=self._last_ckpt, weights=weights, best=dict(self.best))
+        return TrainResult(
+            status=status,
+            step=self.step,
+            iterations=total,
+            out_dir=self.out_dir,
+            checkpoint=self._last_ckpt,
+            weights=weights,
+            best=dict(self.best),
+        )

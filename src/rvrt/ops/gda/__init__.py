@@ -44,17 +44,14 @@ def _check_shapes(q, kv, offset, kernel_size, attention_heads, deformable_groups
         raise InputError(f"q batch {bsz} must be a multiple of clip_size={clip_size}")
     n = bsz // clip_size
     if tuple(kv.shape) != (n, clip_size, 2 * c, h, w):
-        raise InputError(
-            f"kv must be (N, clip_size, 2C, H, W) = {(n, clip_size, 2 * c, h, w)}; got {tuple(kv.shape)}"
-        )
+        raise InputError(f"kv must be (N, clip_size, 2C, H, W) = {(n, clip_size, 2 * c, h, w)}; got {tuple(kv.shape)}")
     kh, kw = kernel_size
     if kh % 2 == 0 or kw % 2 == 0:
         raise InputError(f"kernel_size must be odd (padding is kernel // 2); got {kernel_size}")
     expect = (bsz, clip_size * deformable_groups * kh * kw * 2, h, w)
     if tuple(offset.shape) != expect:
         raise InputError(
-            f"offset must be (B, clip_size * groups * kh * kw * 2, H, W) = {expect}; "
-            f"got {tuple(offset.shape)}"
+            f"offset must be (B, clip_size * groups * kh * kw * 2, H, W) = {expect}; got {tuple(offset.shape)}"
         )
     if attention_heads < 1 or c % attention_heads:
         raise InputError(f"channels C={c} must be divisible by attention_heads={attention_heads}")
@@ -69,9 +66,7 @@ def _check_shapes(q, kv, offset, kernel_size, attention_heads, deformable_groups
             f"got {q.dtype}, {kv.dtype}, {offset.dtype}"
         )
     if not (q.device == kv.device == offset.device):
-        raise InputError(
-            f"q, kv and offset must be on one device; got {q.device}, {kv.device}, {offset.device}"
-        )
+        raise InputError(f"q, kv and offset must be on one device; got {q.device}, {kv.device}, {offset.device}")
 
 
 def guided_deformable_attention(

@@ -49,9 +49,7 @@ def unsupported_reason(*tensors: torch.Tensor) -> str | None:
     devices = {x.device for x in tensors}
     if any(dev.type != "cuda" for dev in devices):
         where = ", ".join(sorted(str(dev) for dev in devices))
-        return (
-            f"tensors are on {where}; the kernels need CUDA tensors (or TRITON_INTERPRET=1 to interpret them)"
-        )
+        return f"tensors are on {where}; the kernels need CUDA tensors (or TRITON_INTERPRET=1 to interpret them)"
     if not torch.cuda.is_available():
         return "CUDA is not available to PyTorch"
     if len(devices) > 1:
@@ -74,8 +72,7 @@ _FWD_CONFIGS = [
     for bp, nw in ((32, 2), (32, 4), (64, 4), (64, 8), (128, 8))
 ]
 _BWD_CONFIGS = [
-    triton.Config({"BLOCK_P": bp}, num_warps=nw, num_stages=1)
-    for bp, nw in ((16, 4), (32, 4), (32, 8), (64, 8))
+    triton.Config({"BLOCK_P": bp}, num_warps=nw, num_stages=1) for bp, nw in ((16, 4), (32, 4), (32, 8), (64, 8))
 ]
 # one config in the interpreter: no benchmarking there, and few, large programs
 _INTERPRET_CONFIGS = [triton.Config({"BLOCK_P": 64}, num_warps=1, num_stages=1)]
