@@ -15,7 +15,7 @@ import torch
 import rvrt
 from rvrt import zoo
 from rvrt.api import identify_state_dict
-from rvrt.checkpoint import load_state_dict_file, read_metadata, save_safetensors
+from rvrt.checkpoint import default_file_mode, load_state_dict_file, read_metadata, save_safetensors
 from rvrt.cli import main as cli
 from rvrt.errors import DownloadError, WeightsError
 from rvrt.hub import download
@@ -62,6 +62,7 @@ def test_pth_safetensors_round_trip_keeps_config(tmp_path, tiny_spec, tiny_model
         name="rvrt:tiny",
     )
     assert json.loads(read_metadata(out)["rvrt.config"])["embed_dims"] == [24, 24, 24]
+    assert out.stat().st_mode & 0o777 == default_file_mode() and sorted(tmp_path.iterdir()) == sorted([pth, out])
     stored = load_state_dict_file(out)
     assert not any(k.endswith("relative_position_index") for k in stored)  # constants are rebuilt on load
     back = rvrt.load_model(out)  # no model name needed: the config travels in the file
@@ -149,6 +150,7 @@ def test_download_from_local_http_server_is_verified_and_atomic(tmp_path, http_s
     assert download(f"{base}/weights.bin", dest, sha256=_sha(payload), progress=False) == dest
     assert dest.read_bytes() == payload.read_bytes()
     assert list(dest.parent.iterdir()) == [dest]  # no temporary file left behind
+    assert dest.stat().st_mode & 0o777 == default_file_mode()  # as open() would create it, not mkstemp's 0600
     dest.unlink()
     with pytest.raises(DownloadError, match="sha256"):
         download(f"{base}/weights.bin", dest, sha256="0" * 64, progress=False)
@@ -208,7 +210,10 @@ def test_zoo_names_aliases_and_weights_are_consistent():
         spec = rvrt.get_spec(n)
         for alias in spec.aliases:
             assert rvrt.get_spec(alias) is spec
-        if spec.arch == "rvrt" and not spec.build_config().mindspore_compat:
+        if spec.weights.bundled:  # ours, shipped inside the package
+            assert spec.weights.license == "Apache-2.0" and not spec.weights.url
+            assert rvrt.api.fetch_weights(spec).is_file()
+        elif spec.arch == "rvrt" and not spec.build_config().mindspore_compat:
             assert spec.weights.url.endswith(f"/{spec.aliases[0]}.pth") and spec.weights.license == "CC-BY-NC-4.0"
             assert spec.build_config().upscale == spec.scale
         elif spec.arch in ("rvrt", "rvrt_light"):  # mindediting's MindSpore ports

@@ -110,6 +110,14 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise WeightsError(f"cannot read {path} as safetensors: {err}") from err
 
 
+def default_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file (0o666 less the umask);
+    ``mkstemp`` creates its files 0o600, which must not leak into the files users get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True) -> Path:
     """Write a file through ``write(tmp_path)`` into a temporary file next to ``path``, then
     rename it into place, so a crash never leaves a half-written file under the final name."""
@@ -121,6 +129,7 @@ def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True) -> P
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from rvrt.checkpoint import default_file_mode
 from rvrt.errors import DownloadError
 
 __all__ = ["cache_dir", "download", "sha256_file"]
@@ -106,5 +107,6 @@ def download(
         )
     if sha256 is None:
         log.info("sha256 of %s: %s (no published checksum to compare with)", dest.name, digest)
+    os.chmod(part, default_file_mode())
     os.replace(part, dest)
     return dest
