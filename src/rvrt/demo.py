@@ -42,11 +42,12 @@ class DemoResult:
 
     def table(self) -> str:
         w, h = self.size
+        n = max(len("bicubic"), len(self.model))
         return "\n".join(
             [
                 f"{self.frames} frames, {w // 4}x{h // 4} -> {w}x{h} (x4), Y channel:",
-                f"  bicubic     PSNR {self.bicubic_psnr:6.2f} dB  SSIM {self.bicubic_ssim:.4f}",
-                f"  {self.model:<11} PSNR {self.model_psnr:6.2f} dB  SSIM {self.model_ssim:.4f}"
+                f"  {'bicubic':<{n}} PSNR {self.bicubic_psnr:6.2f} dB  SSIM {self.bicubic_ssim:.4f}",
+                f"  {self.model:<{n}} PSNR {self.model_psnr:6.2f} dB  SSIM {self.model_ssim:.4f}"
                 f"  ({self.model_psnr - self.bicubic_psnr:+.2f} dB)",
             ]
         )
@@ -106,7 +107,7 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: Fraction) -> None:
         names=None,
         color={},
         channels_note=None,
-        path=str(path),
+        path="",  # not made from a file: nothing to protect or copy streams from
     )
     with open_writer(path, like=like, width=w, height=h, fps=fps, crf=12, overwrite=True) as writer:
         for f in frames:
