@@ -1,0 +1,57 @@
+"""The built-in model and the quickstart: ``rvrt demo`` and ``rvrt restore`` without a model."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import rvrt
+from rvrt import zoo
+from rvrt.cli import main
+from rvrt.demo import run_demo
+from rvrt.inference.video_io import probe
+from rvrt.train.config import load_recipe
+
+
+def test_default_model_ships_and_matches_its_recipe():
+    spec = rvrt.get_spec(zoo.DEFAULT_MODEL)
+    assert spec.weights.bundled and spec.weights.license == "Apache-2.0"
+    assert load_recipe("default_sr_small")["model"]["kwargs"] == spec.kwargs
+    net = rvrt.create_model(spec, weights="official")
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(2.9e6, rel=0.05)
+    # trained weights, not an initialisation: the reconstruction head is far from zero
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert float(net.conv_last.weight.abs().mean()) > 1e-3
+    assert {m.dataset for m in spec.metrics} == {"Vid4 calendar", "Vid4 city"}
+    assert all(m.psnr > 20 and 0 < m.ssim < 1 for m in spec.metrics)
+
+
+def test_demo_beats_bicubic_and_writes_videos(tmp_path):
+    result = run_demo(tmp_path / "demo", frames=6, device="cpu")
+    assert result.model == zoo.DEFAULT_MODEL
+    assert result.model_psnr > result.bicubic_psnr and result.model_ssim > result.bicubic_ssim
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["bicubic.mp4", "gt.mp4", "lq.mp4", "restored.mp4"]
+    gt, lq = probe(tmp_path / "demo" / "gt.mp4"), probe(tmp_path / "demo" / "lq.mp4")
+    assert (gt.width, gt.height) == (4 * lq.width, 4 * lq.height) and lq.frame_count == 6
+
+
+def test_quickstart_demo_then_restore_without_a_model(tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    demo = tmp_path / "demo"
+    assert main(["demo", "-o", str(demo), "--frames", "3", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "bicubic" in out and zoo.DEFAULT_MODEL in out
+    assert main(["demo", "-o", str(demo), "--frames", "3"]) == 2  # nothing overwritten unasked
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["demo", "-o", str(demo), "--frames", "3", "--overwrite"]) == 0
+    assert main(["demo", "-o", str(tmp_path / "x"), "--frames", "1"]) == 2
+    assert "--frames must be at least 2" in capsys.readouterr().err
+
+    restored = demo / "lq_x4.mp4"
+    assert main(["restore", str(demo / "lq.mp4"), "-o", str(restored), "--device", "cpu"]) == 0
+    assert f"no model given: using {zoo.DEFAULT_MODEL}" in caplog.text
+    assert "--weights official" in caplog.text  # and how to get the official models
+    src, dst = probe(demo / "lq.mp4"), probe(restored)
+    assert (dst.width, dst.height) == (4 * src.width, 4 * src.height) and dst.frame_count == 3
