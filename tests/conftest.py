@@ -38,9 +38,9 @@ def tiny_rvrt(meta: dict, name: str, **model_kwargs):
     return model
 
 
-# micro VRT architectures (every kind of block, a fraction of a second per clip), as config files
-_VRT_MICRO = dict(
-    arch="vrt",
+# micro VRT architectures (every kind of block, a fraction of a second per clip): constructor
+# arguments per task; the ``tiny_vrt`` fixture writes them as config files
+VRT_MICRO = dict(
     upscale=4,
     img_size=[2, 32, 32],
     window_size=[2, 4, 4],
@@ -53,10 +53,10 @@ _VRT_MICRO = dict(
     deformable_groups=2,
 )
 VRT_MICRO_CONFIGS = {
-    "sr": _VRT_MICRO,
-    "deblur": dict(_VRT_MICRO, upscale=1),
-    "denoise": dict(_VRT_MICRO, upscale=1, nonblind_denoising=True),
-    "vfi": dict(_VRT_MICRO, upscale=1, out_chans=3, img_size=[4, 32, 32], indep_reconsts=[], pa_frames=0),
+    "sr": VRT_MICRO,
+    "deblur": dict(VRT_MICRO, upscale=1),
+    "denoise": dict(VRT_MICRO, upscale=1, nonblind_denoising=True),
+    "vfi": dict(VRT_MICRO, upscale=1, out_chans=3, img_size=[4, 32, 32], indep_reconsts=[], pa_frames=0),
 }
 
 
@@ -69,7 +69,7 @@ def tiny_vrt(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     out = {}
     for i, (task, cfg) in enumerate(VRT_MICRO_CONFIGS.items()):
         config = root / f"micro_{task}.json"
-        config.write_text(json.dumps(cfg))
+        config.write_text(json.dumps(dict(arch="vrt", **cfg)))
         torch.manual_seed(i)
         model = rvrt.create_model(config)
         with torch.no_grad():  # the published init zeroes some layers; perturb them so they matter

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import rvrt
+from media import NTSC, make_video
 from rvrt.errors import DownloadError, InputError
 from rvrt.inference.image_io import read_image
 from rvrt.inference.interpolate import (
@@ -24,8 +25,6 @@ from rvrt.inference.pipeline import model_runner
 from rvrt.inference.tiling import TileGrid
 from rvrt.inference.video_io import open_reader, probe
 from rvrt.models.vrt import interpolation_windows
-
-NTSC = Fraction(30000, 1001)
 
 
 def _frames(n: int, h: int = 6, w: int = 7, seed: int = 0) -> list[torch.Tensor]:
@@ -142,33 +141,6 @@ def test_too_few_frames():
 # ----------------------------------------------------------------------------- with a micro VRT
 
 
-def _video(path: Path, frames: list[np.ndarray], rate=NTSC, audio=True) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "12"}
-        astream = out.add_stream("aac", rate=48000) if audio else None
-        for i, arr in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-        if astream is not None:
-            total = int(48000 * len(frames) / rate)
-            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(total) / 48000)).astype(np.float32)
-            for pos in range(0, total, 1024):
-                chunk = tone[pos : pos + 1024]
-                aframe = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
-                aframe.sample_rate, aframe.pts = 48000, pos
-                for packet in astream.encode(aframe):
-                    out.mux(packet)
-            for packet in astream.encode():
-                out.mux(packet)
-    return path
-
-
 def _smooth(n: int, h: int = 24, w: int = 32) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     return [np.dstack([128 + 100 * np.sin((xx + 3 * t) / 6), 128 + 90 * np.cos((yy - 2 * t) / 5), 60 + 2 * xx + yy])
@@ -189,7 +161,7 @@ def _decode(path: Path) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """5 frames 32x24 H.264 at 30000/1001 fps with an AAC audio stream."""
-    return _video(tmp_path_factory.mktemp("vfi") / "clip.mp4", _smooth(5))
+    return make_video(tmp_path_factory.mktemp("vfi") / "clip.mp4", _smooth(5), audio=True)
 
 
 def test_interpolate_doubles_a_video_keeping_audio(tiny_vrt, clip, tmp_path):
@@ -299,7 +271,7 @@ def test_weights_are_required_and_offline_is_clear(tiny_vrt, clip, tmp_path, mon
 
 def test_input_and_output_errors(tiny_vrt, clip, tmp_path):
     cfg, weights = tiny_vrt["vfi"]
-    one = _video(tmp_path / "one.mp4", _smooth(1), audio=False)
+    one = make_video(tmp_path / "one.mp4", _smooth(1))
     with pytest.raises(InputError, match="at least 2 frames"):
         rvrt.interpolate(one, tmp_path / "o.mp4", model=cfg, weights=weights, device="cpu", progress=False)
     with pytest.raises(InputError, match="--resume needs a folder"):

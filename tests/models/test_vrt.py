@@ -9,28 +9,17 @@ import torch
 from torch import nn
 
 import rvrt
+from conftest import VRT_MICRO_CONFIGS
 from rvrt.api import _task_of, resolve_spec
 from rvrt.errors import InputError
 from rvrt.models.layers import mirror_pad_end
 from rvrt.models.vrt import VRT, VRTConfig, interpolation_windows
 
-# small enough to run in a fraction of a second, with every kind of block
-MICRO = dict(
-    upscale=4,
-    img_size=[2, 32, 32],
-    window_size=[2, 4, 4],
-    depths=[2] * 7 + [1, 1],
-    indep_reconsts=[8],
-    embed_dims=[8] * 7 + [16, 16],
-    num_heads=[1] * 9,
-    mlp_ratio=1.0,
-    pa_frames=2,
-    deformable_groups=2,
-)
-MICRO_DEBLUR = dict(MICRO, upscale=1)
-MICRO_DENOISE = dict(MICRO, upscale=1, nonblind_denoising=True)
+MICRO = VRT_MICRO_CONFIGS["sr"]
+MICRO_DEBLUR = VRT_MICRO_CONFIGS["deblur"]
+MICRO_DENOISE = VRT_MICRO_CONFIGS["denoise"]
 MICRO_PA6 = dict(MICRO_DEBLUR, pa_frames=6, deformable_groups=3, embed_dims=[12] * 7 + [16, 16])
-MICRO_VFI = dict(MICRO, upscale=1, out_chans=3, img_size=[4, 32, 32], indep_reconsts=[], pa_frames=0)
+MICRO_VFI = VRT_MICRO_CONFIGS["vfi"]
 
 
 def micro(kwargs: dict, seed: int = 0, **extra) -> VRT:
