@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -111,11 +111,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def default_file_mode() -> int:
-    """The permissions a plain ``open(path, "w")`` would give a new file (0o666 less the umask);
-    ``mkstemp`` creates its files 0o600, which must not leak into the files users get."""
+    """The permissions ``open(path, "w")`` gives a new file: 0o666 less the umask."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def temp_path_for(path: str | os.PathLike) -> Path:
+    """A unique hidden name next to ``path`` (``.NAME.PID-XXXXXXXX.part``) for writing it before the
+    final rename. Nothing is created: whoever writes the file creates it, so it gets the permissions
+    of any new file (the umask's), not ``mkstemp``'s 0600."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
 
 
 def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True) -> Path:
@@ -125,11 +132,10 @@ def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True) -> P
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=str(path.parent))
-    os.close(fd)
+    tmp = str(temp_path_for(path))
     try:
         write(tmp)
-        os.chmod(tmp, default_file_mode())
+        os.chmod(tmp, default_file_mode())  # some writers (safetensors) create their files 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

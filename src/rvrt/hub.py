@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rvrt.checkpoint import default_file_mode
+from rvrt.checkpoint import temp_path_for
 from rvrt.errors import DownloadError
 
 __all__ = ["cache_dir", "download", "sha256_file"]
@@ -66,9 +65,7 @@ def download(
     if not is_local and os.environ.get("RVRT_OFFLINE", "") not in ("", "0"):
         raise DownloadError(f"RVRT_OFFLINE is set, so {url} cannot be downloaded. {hint}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=str(dest.parent))
-    os.close(fd)
-    part = Path(tmp)
+    part = temp_path_for(dest)
     log.info("downloading %s to %s", url, dest)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as out:
@@ -107,6 +104,5 @@ def download(
         )
     if sha256 is None:
         log.info("sha256 of %s: %s (no published checksum to compare with)", dest.name, digest)
-    os.chmod(part, default_file_mode())
     os.replace(part, dest)
     return dest

@@ -6,13 +6,13 @@ import logging
 import math
 import os
 import re
-import uuid
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from rvrt.checkpoint import temp_path_for
 from rvrt.errors import InputError
 from rvrt.inference.image_io import IMAGE_EXTENSIONS, natural_key, read_image_header, write_png
 from rvrt.inference.media import (
@@ -259,8 +259,7 @@ class _VideoWriter(FrameWriter):
     def _open(self, copy: bool) -> None:
         dest = self.path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # a unique hidden name; FFmpeg creates the file, so it gets the usual permissions (not mkstemp's 0600)
-        tmp = dest.parent / f".{dest.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part{dest.suffix}"
+        tmp = temp_path_for(dest)  # the muxer is named below, so the name's suffix does not matter
         self._tmp = tmp
         ext = dest.suffix.lower()
         container_options = {"movflags": "+faststart"} if ext in (".mp4", ".mov") else {}
