@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rvrt.errors import InputError
-from rvrt.models.layers import conv3d_per_frame
+from rvrt.models.layers import conv3d_per_frame, frame_chunks, upsample_frames
 
 __all__ = [
     "BRANCHES",
@@ -31,6 +31,7 @@ __all__ = [
     "FeatureStore",
     "check_video",
     "clip_order",
+    "extract_per_clip",
     "propagate_branch",
 ]
 
@@ -59,6 +60,25 @@ class FeatureStore:
 
     def get(self, f: torch.Tensor) -> torch.Tensor:
         return f.to(self.device, non_blocking=True) if self.offload else f
+
+
+def extract_per_clip(
+    extract: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, clip: int, store: FeatureStore, *, width: int
+) -> list[torch.Tensor]:
+    """Shallow features of every clip of ``x`` ``(N, T, C, H, W)``, as a list of ``(N, clip, C', h, w)``.
+
+    The feature extractors of these models treat every frame on its own (their attention windows
+    are one frame deep), so running them a few clips at a time gives the features of one call over
+    the whole clip with memory bounded by the chunk (see :func:`~rvrt.models.layers.frame_chunks`);
+    ``width`` is the feature channels.
+    """
+    n, t, _, h, w = x.shape
+    clip = -(-t // max(t // clip, 1))  # torch.chunk's clip length: a 3-frame input is one clip
+    out: list[torch.Tensor] = []
+    for part in frame_chunks(t, n * h * w * width, multiple=clip):
+        feats = extract(x[:, part])
+        out += [store.put(c) for c in feats.split(clip, dim=1)]
+    return out
 
 
 def clip_order(n_clips: int, backward: bool) -> list[int]:
@@ -139,32 +159,26 @@ class ClipRecurrentNet(nn.Module):
         Args:
             x: the ``(N, T, C, H, W)`` input the features were computed from.
             feats: ``"shallow"`` and the four branches, lists of ``(N, clip, C, h, w)`` in time order.
-            offload: the features are in host memory; frames are independent here (the
-                reconstruction attends within single frames), so it runs one clip at a time to
-                bound device memory.
+            offload: the features are in host memory.
+
+        Frames are independent here (the reconstruction attends within single frames), so the
+        head runs a few frames at a time (:func:`~rvrt.models.layers.frame_chunks`): the result
+        is that of one call over the whole clip, and the memory of the full-resolution layers no
+        longer grows with the number of frames.
         """
         names = ("shallow",) + BRANCHES
         store = FeatureStore(x.device, offload)
-        n_clips = len(feats["shallow"])
-        groups = [list(range(n_clips))] if not offload else [[i] for i in range(n_clips)]
         n, t, _, h, w = x.shape
         s = self.config.upscale
-        out = None
-        start = 0
-        for group in groups:
-            parts = [torch.cat([store.get(feats[k][i]) for i in group], 1) for k in names]
-            hr = self.reconstruction(torch.cat(parts, 2))
-            hr = F.leaky_relu(conv3d_per_frame(self.conv_before_upsampler[0], hr), 0.1)
-            hr = conv3d_per_frame(self.conv_last, self.upsampler(hr))
-            tt = hr.shape[1]
+        clip = feats["shallow"][0].shape[1]
+        dim = feats["shallow"][0].shape[2]
+        out = x.new_empty(n, t, 3, s * h, s * w)
+        for part in frame_chunks(t, n * h * w * len(names) * dim, multiple=clip):
+            clips = range(part.start // clip, part.stop // clip)
+            lr = torch.cat([torch.cat([store.get(feats[k][i]) for i in clips], 1) for k in names], 2)
+            lr = self.reconstruction(lr)
+            lr = F.leaky_relu(conv3d_per_frame(self.conv_before_upsampler[0], lr), 0.1)
+            hr = upsample_frames(self.upsampler, self.conv_last, lr)
             # the published residual: a trilinear resize of the first three input channels
-            hr = hr + F.interpolate(
-                x[:, start : start + tt, :3], size=hr.shape[-3:], mode="trilinear", align_corners=False
-            )
-            if len(groups) == 1:
-                return hr
-            if out is None:
-                out = hr.new_empty(n, t, 3, s * h, s * w)
-            out[:, start : start + tt] = hr
-            start += tt
+            out[:, part] = hr + F.interpolate(x[:, part, :3], size=hr.shape[-3:], mode="trilinear", align_corners=False)
         return out

@@ -23,7 +23,14 @@ from torch import nn
 
 from rvrt.models.config import ConstructorConfig
 from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, conv3d_per_frame, mirror_pad_end
-from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, FeatureStore, check_video, propagate_branch
+from rvrt.models.propagation import (
+    BRANCHES,
+    ClipRecurrentNet,
+    FeatureStore,
+    check_video,
+    extract_per_clip,
+    propagate_branch,
+)
 from rvrt.models.spynet import MIN_FLOW_SIZE, SpyNet
 from rvrt.models.swin import RSTBWithInputConv
 from rvrt.models.warp import flow_warp
@@ -411,11 +418,7 @@ class RVRT(ClipRecurrentNet):
             lq_flow = F.interpolate(x[:, :, :3].reshape(-1, 3, h, w), scale_factor=0.25, mode="bicubic")
             lq_flow = lq_flow.view(n, t, 3, h // 4, w // 4)
         store = FeatureStore(x.device, offload)
-        n_clips = t // cfg.clip_size
-        if offload:
-            shallow = [store.put(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
-        else:
-            shallow = list(torch.chunk(self.feat_extract(x), n_clips, dim=1))
+        shallow = extract_per_clip(self.feat_extract, x, cfg.clip_size, store, width=self.config.embed_dims[0])
         flows_backward, flows_forward = self.compute_flows(lq_flow, mirror)
 
         feats: dict[str, Any] = {"shallow": shallow}

@@ -28,7 +28,14 @@ from torch import nn
 from rvrt.errors import InputError
 from rvrt.models.config import ConstructorConfig
 from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, mirror_pad_end
-from rvrt.models.propagation import BRANCHES, ClipRecurrentNet, FeatureStore, check_video, propagate_branch
+from rvrt.models.propagation import (
+    BRANCHES,
+    ClipRecurrentNet,
+    FeatureStore,
+    check_video,
+    extract_per_clip,
+    propagate_branch,
+)
 from rvrt.models.swin import RSTBWithInputConv
 from rvrt.ops.clip_attention import clip_window_attention
 
@@ -277,11 +284,7 @@ class RVRTLight(ClipRecurrentNet):
                 f"extract_features needs a frame count divisible by {self.config.clip_size}; got {t} (forward pads it)"
             )
         store = FeatureStore(x.device, offload)
-        n_clips = t // self.config.clip_size
-        if offload:
-            shallow = [store.put(self.feat_extract(c)) for c in torch.chunk(x, n_clips, dim=1)]
-        else:
-            shallow = list(torch.chunk(self.feat_extract(x), n_clips, dim=1))
+        shallow = extract_per_clip(self.feat_extract, x, self.config.clip_size, store, width=self.config.embed_dims[0])
         feats: dict[str, list[torch.Tensor]] = {"shallow": shallow}
         steps = self.config.recurrent_feature_refinement_steps
         for name in BRANCHES[:steps]:

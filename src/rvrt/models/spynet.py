@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rvrt.models.layers import frame_chunks
 from rvrt.models.warp import flow_warp
 
 __all__ = ["SpyNet", "MIN_FLOW_SIZE"]
@@ -99,7 +100,11 @@ class SpyNet(nn.Module):
             raise ValueError(f"SpyNet needs frames of at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE}; got {h}x{w}")
         hf = math.ceil(h / 32.0) * 32
         wf = math.ceil(w / 32.0) * 32
-        ref = F.interpolate(ref, size=(hf, wf), mode="bilinear", align_corners=False)
-        supp = F.interpolate(supp, size=(hf, wf), mode="bilinear", align_corners=False)
-        flows = self._pyramid(ref, supp, h, w)
+        # frame pairs are independent: a few at a time bounds memory on long clips
+        levels = []
+        for part in frame_chunks(ref.shape[0], hf * wf * 64):  # 64: its widest layer
+            r = F.interpolate(ref[part], size=(hf, wf), mode="bilinear", align_corners=False)
+            s = F.interpolate(supp[part], size=(hf, wf), mode="bilinear", align_corners=False)
+            levels.append(self._pyramid(r, s, h, w))
+        flows = levels[0] if len(levels) == 1 else [torch.cat(parts) for parts in zip(*levels)]
         return flows[0] if len(flows) == 1 else flows

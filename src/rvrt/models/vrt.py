@@ -35,7 +35,7 @@ from torch import nn
 
 from rvrt.errors import InputError
 from rvrt.models.config import ConstructorConfig
-from rvrt.models.layers import Upsampler, conv3d_per_frame, mirror_pad_end
+from rvrt.models.layers import Upsampler, conv3d_per_frame, frame_chunks, mirror_pad_end, upsample_frames
 from rvrt.models.spynet import MIN_FLOW_SIZE, SpyNet
 from rvrt.models.swin import RSTB, WindowAttention
 from rvrt.models.vrt_blocks import FlowGuidedDeformConv, NormLinear, VRTStage
@@ -442,10 +442,16 @@ class VRT(nn.Module):
         f = self._body(inp, flows_backward, flows_forward)
         if cfg.upscale == 1:
             return conv3d_per_frame(self.conv_last, f) + lq
-        f = self.conv_before_upsample[1](conv3d_per_frame(self.conv_before_upsample[0], f))
-        out = conv3d_per_frame(self.conv_last, self.upsample(f))
-        # the published residual: trilinear resize of the (N, T, C, H, W) input, i.e. bilinear per frame
-        return out + F.interpolate(lq, size=out.shape[-3:], mode="trilinear", align_corners=False)
+        # the upsampling head treats frames independently: a few at a time, in bands of rows
+        n, t, _, h, w = lq.shape
+        s = cfg.upscale
+        out = lq.new_empty(n, t, 3, s * h, s * w)
+        for part in frame_chunks(t, n * h * w * self.conv_before_upsample[0].out_channels):
+            y = self.conv_before_upsample[1](conv3d_per_frame(self.conv_before_upsample[0], f[:, part]))
+            y = upsample_frames(self.upsample, self.conv_last, y)
+            # the published residual: trilinear resize of the (N, T, C, H, W) input, i.e. bilinear per frame
+            out[:, part] = y + F.interpolate(lq[:, part], size=y.shape[-3:], mode="trilinear", align_corners=False)
+        return out
 
     def _interpolate(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean((1, 3, 4), keepdim=True)
