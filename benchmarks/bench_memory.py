@@ -115,7 +115,7 @@ def trace(frames: int, width: int, height: int, tile: str) -> None:
     import torch
 
     import rvrt
-    from rvrt.inference.restore import restore_iter
+    from rvrt.inference.jobs import restore_iter
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

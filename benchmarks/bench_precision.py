@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from rvrt.data.frames import find_sequences, read_image
-from rvrt.inference.restore import restore_iter
+from rvrt.inference.jobs import restore_iter
 from rvrt.metrics import psnr
 
 

@@ -15,9 +15,10 @@ import torch
 import rvrt
 from rvrt import zoo
 from rvrt.api import identify_state_dict
-from rvrt.checkpoint import default_file_mode, load_state_dict_file, read_metadata, save_safetensors
+from rvrt.checkpoint import load_state_dict_file, read_metadata, save_safetensors
 from rvrt.cli import main as cli
 from rvrt.errors import DownloadError, WeightsError
+from rvrt.files import default_file_mode
 from rvrt.hub import download
 
 TINY = dict(upscale=4, embed_dims=[24, 24, 24], num_heads=[2, 2, 2], attention_heads=4, deformable_groups=4)

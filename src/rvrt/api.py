@@ -23,17 +23,28 @@ from rvrt.checkpoint import (
     read_metadata,
 )
 from rvrt.errors import InputError, WeightsError
+from rvrt.files import loads_toml
 from rvrt.hub import cache_dir, download
 
-__all__ = ["create_model", "load_model", "fetch_weights", "resolve_spec", "identify_state_dict", "model_spec"]
+__all__ = [
+    "create_model",
+    "load_model",
+    "fetch_weights",
+    "resolve_spec",
+    "identify_state_dict",
+    "model_spec",
+    "select_model",
+    "DEFAULT_VFI_MODEL",
+]
 
 log = logging.getLogger(__name__)
+
+#: the model ``rvrt interpolate`` uses when none is named
+DEFAULT_VFI_MODEL = "vrt.vfi_vimeo"
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     if path.suffix == ".toml":
-        from rvrt.train.config import loads_toml  # tomllib, or tomli on Python 3.10
-
         return loads_toml(path.read_text(), where=f"model config {path}")
     try:
         return json.loads(path.read_text())
@@ -234,3 +245,87 @@ def load_model(
     net = _build(spec, **model_kwargs)
     load_into(net, sd, source=f"weights {path}")
     return _finish(net, spec, device, dtype)
+
+
+def _check_kind(spec: zoo.ModelSpec, kind: str) -> None:
+    if kind == "restore" and spec.task == "vfi":
+        raise InputError(
+            f"{spec.name} interpolates frames: use `rvrt interpolate` (rvrt.interpolate), or "
+            "`rvrt restore --interpolate` after a restoration model for space-time super-resolution"
+        )
+    if kind == "interpolate" and spec.task != "vfi":
+        raise InputError(
+            f"{spec.name} is a {spec.task} model; frame interpolation needs a frame-interpolation model "
+            f"such as {DEFAULT_VFI_MODEL} (use `rvrt restore` for {spec.task})"
+        )
+
+
+def select_model(
+    model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = None,
+    weights: str | os.PathLike | None = None,
+    *,
+    kind: str = "restore",
+) -> tuple[nn.Module, zoo.ModelSpec]:
+    """The model a run uses and its spec, from what the user named: the one place where names,
+    config files and weights files become a loaded model.
+
+    Restoration (``kind="restore"``): ``weights`` alone: the file says which model it is.
+    ``model`` alone: a registered model with published weights uses them (``"official"``:
+    downloaded, or shipped with the package). Neither: the default model
+    (``zoo.DEFAULT_MODEL``), whose weights ship with the package.
+
+    Frame interpolation (``kind="interpolate"``): the published weights are licensed for
+    non-commercial use only (CC-BY-NC-4.0), so they are never fetched implicitly: ``weights`` must
+    be ``"official"`` or a file. The model defaults to :data:`DEFAULT_VFI_MODEL`, or what a weights
+    file with rvrt metadata says it is.
+
+    Args:
+        model: registered name, config file, spec, or a model from :func:`create_model` /
+            :func:`load_model` (it carries its spec).
+        weights: a weights file or ``"official"``.
+        kind: ``"restore"`` or ``"interpolate"``.
+
+    Raises:
+        InputError: a model of the other kind, no weights where they are needed.
+        WeightsError, DownloadError: the weights cannot be loaded or fetched.
+    """
+    if kind not in ("restore", "interpolate"):
+        raise InputError(f"kind must be 'restore' or 'interpolate'; got {kind!r}")
+    if isinstance(model, nn.Module):
+        spec = getattr(model, "rvrt_spec", None)
+        if spec is None:
+            raise InputError("pass a model created by rvrt.create_model / rvrt.load_model (it carries its spec)")
+        _check_kind(spec, kind)
+        return model, spec
+    official = weights is not None and os.fspath(weights) == "official"
+    if model is None and weights is not None and not official:
+        net = load_model(weights)
+        _check_kind(net.rvrt_spec, kind)
+        return net, net.rvrt_spec
+    if model is None:
+        model = zoo.DEFAULT_MODEL if kind == "restore" else DEFAULT_VFI_MODEL
+        if model is None:
+            raise InputError("no model given: pass -m NAME (see `rvrt weights list`) and/or --weights FILE")
+        if kind == "restore":
+            log.info(
+                "no model given: using %s, %s. For the official RVRT models see `rvrt weights list` "
+                "(e.g. -m rvrt.sr_bi_reds --weights official; their weights are CC-BY-NC-4.0).",
+                model,
+                zoo.get_spec(model).description,
+            )
+    spec = resolve_spec(model)
+    _check_kind(spec, kind)
+    if weights is None:
+        if kind == "interpolate":
+            if spec.weights is not None:
+                raise InputError(
+                    f"{spec.name} needs weights: pass --weights official to download the published ones "
+                    f"({spec.weights.license}, non-commercial use only; {spec.weights.url}) or --weights PATH"
+                )
+            raise InputError(f"{spec.name} has no published weights: pass --weights PATH")
+        if spec.weights is None:
+            raise InputError(f"{spec.name} has no published weights: pass --weights FILE")
+        weights = "official"
+        if not spec.weights.bundled:
+            log.info("using the published weights of %s (%s)", spec.name, spec.weights.url)
+    return create_model(spec, weights=weights), spec

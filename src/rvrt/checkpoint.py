@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from rvrt.errors import WeightsError
+from rvrt.files import atomic_write
 
 __all__ = [
     "load_state_dict_file",
@@ -30,7 +30,6 @@ __all__ = [
     "save_safetensors",
     "load_into",
     "state_dict_mismatch",
-    "atomic_write",
     "METADATA_ARCH",
     "METADATA_CONFIG",
     "METADATA_NAME",
@@ -108,40 +107,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError) as err:
         raise WeightsError(f"cannot read {path} as safetensors: {err}") from err
-
-
-def default_file_mode() -> int:
-    """The permissions ``open(path, "w")`` gives a new file: 0o666 less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def temp_path_for(path: str | os.PathLike) -> Path:
-    """A unique hidden name next to ``path`` (``.NAME.PID-XXXXXXXX.part``) for writing it before the
-    final rename. Nothing is created: whoever writes the file creates it, so it gets the permissions
-    of any new file (the umask's), not ``mkstemp``'s 0600."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
-
-
-def atomic_write(path: str | os.PathLike, write, *, overwrite: bool = True) -> Path:
-    """Write a file through ``write(tmp_path)`` into a temporary file next to ``path``, then
-    rename it into place, so a crash never leaves a half-written file under the final name."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(temp_path_for(path))
-    try:
-        write(tmp)
-        os.chmod(tmp, default_file_mode())  # some writers (safetensors) create their files 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_safetensors(

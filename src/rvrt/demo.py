@@ -15,11 +15,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rvrt import zoo
 from rvrt.data.degradations import imresize
 from rvrt.errors import InputError
+from rvrt.media.pixels import tensor_to_frame
 from rvrt.metrics import psnr, ssim
 
 __all__ = ["DemoResult", "synthetic_scene", "run_demo"]
@@ -94,7 +94,7 @@ def synthetic_scene(frames: int = 12, width: int = 256, height: int = 192, seed:
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: Fraction) -> None:
-    from rvrt.inference.video_io import MediaInfo, open_writer
+    from rvrt.media import MediaInfo, open_writer
 
     h, w = frames[0].shape[:2]
     like = MediaInfo(
@@ -132,9 +132,10 @@ def run_demo(
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace files in an existing ``out_dir``.
     """
-    from rvrt.inference.restore import prepare_model, restore_iter
+    from rvrt.api import select_model
+    from rvrt.inference.jobs import restore_iter
 
-    net, spec = prepare_model(model or zoo.DEFAULT_MODEL)
+    net, spec = select_model(model or zoo.DEFAULT_MODEL)
     if spec.scale != 4 or spec.task != "sr":
         raise InputError(f"the demo needs an x4 super-resolution model; {spec.name} is {spec.task} x{spec.scale}")
     out = Path(out_dir) if out_dir is not None else None
@@ -145,7 +146,7 @@ def run_demo(
     bicubic = [imresize(f, 4) for f in lq]
     restored = [None] * len(lq)
     for i, frame in restore_iter(lq, model=net, device=device, tile=(0, 0, 0)):
-        restored[i] = (frame.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        restored[i] = tensor_to_frame(frame)
     score = lambda fn, xs: float(np.mean([fn(x, g, y_channel=True) for x, g in zip(xs, gt)]))  # noqa: E731
     files: dict[str, str] = {}
     if out is not None:

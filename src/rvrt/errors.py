@@ -1,8 +1,12 @@
-"""Exceptions that carry a message meant for the user (the CLI prints it without a traceback)."""
+"""Exceptions that carry a message meant for the user (the CLI prints it without a traceback).
+
+Every error the user can fix is an :class:`RVRTError`; the command line prints its message as
+one line and exits with status 2.
+"""
 
 from __future__ import annotations
 
-__all__ = ["RVRTError", "InputError", "WeightsError", "DownloadError"]
+__all__ = ["RVRTError", "InputError", "OutputError", "WeightsError", "DownloadError", "InsufficientMemoryError"]
 
 
 class RVRTError(Exception):
@@ -10,7 +14,13 @@ class RVRTError(Exception):
 
 
 class InputError(RVRTError, ValueError):
-    """An input file, folder, tensor or option is missing, corrupt or of the wrong kind."""
+    """An input file, folder, tensor or option (value or type) is missing, corrupt or of the wrong kind."""
+
+
+class OutputError(RVRTError):
+    """The output cannot be written: it exists, another run holds it, a resume does not match it,
+    or the operating system refuses (permissions, read-only or full disk, a file where a folder
+    should be)."""
 
 
 class WeightsError(RVRTError):
@@ -19,3 +29,7 @@ class WeightsError(RVRTError):
 
 class DownloadError(RVRTError):
     """A download failed, was refused (offline) or did not match its checksum."""
+
+
+class InsufficientMemoryError(RVRTError, MemoryError):
+    """Not even the smallest tile fits in the memory available (the message says how much is needed)."""

@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rvrt.checkpoint import temp_path_for
 from rvrt.errors import DownloadError
+from rvrt.files import temp_path_for
 
 __all__ = ["cache_dir", "download", "sha256_file"]
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from rvrt.errors import InputError
+from rvrt.media.pixels import quantize
 
 __all__ = ["psnr", "ssim", "rgb_to_y", "to_uint8", "SSIM_WINDOW", "SSIM_SIGMA"]
 
@@ -65,8 +66,7 @@ def to_uint8(img: ImageLike) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind == "f":
-        x = np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0)
-        return np.rint(x * np.float32(255.0)).astype(np.uint8)
+        return quantize(arr, 8)
     raise InputError(f"expected a uint8 image or a float image in [0, 1]; got dtype {arr.dtype}")
 
 

@@ -97,7 +97,29 @@ def test_existing_output_and_missing_input(tmp_path, capsys):
     args = ["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "o"), "--kind", "bi", "--quiet"]
     assert main(args) == 0
     assert main(args) == 2
-    assert "exists" in capsys.readouterr().err
+    assert "holds a finished run" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "s").mkdir()
+    (tmp_path / "p" / "s" / "f0.png").write_bytes(b"mine")  # a file rvrt did not write
+    assert main(["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "p"), "--kind", "bi", "--quiet"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "p" / "s" / "f0.png").read_bytes() == b"mine"
     assert main(["degrade", str(tmp_path / "none"), "-o", str(tmp_path / "o"), "--kind", "bi"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_failed_run_does_not_block_its_rerun(tmp_path, capsys):
+    frames = _tree(tmp_path / "gt", seqs=("s",), n=3)
+    bad = tmp_path / "gt" / "s" / "f1.png"
+    good = bad.read_bytes()
+    bad.write_bytes(good[: len(good) // 2])  # a truncated frame: the run stops there
+    args = ["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "lr"), "--kind", "bi", "--scale", "2", "--quiet"]
+    assert main(args) == 2
+    assert "f1.png" in capsys.readouterr().err
+    written = sorted(p.name for p in (tmp_path / "lr" / "s").iterdir())
+    assert written == ["f0.png"]  # each frame is whole or absent; no temporary file is left
+    bad.write_bytes(good)
+    assert main(args) == 0  # the rerun replaces what the failed run wrote
+    for i in range(3):
+        assert np.array_equal(read_image(tmp_path / "lr" / "s" / f"f{i}.png"), imresize(frames[f"s/f{i}.png"], 0.5))

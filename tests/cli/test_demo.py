@@ -11,7 +11,7 @@ import rvrt
 from rvrt import zoo
 from rvrt.cli import main
 from rvrt.demo import run_demo
-from rvrt.inference.video_io import probe
+from rvrt.media import probe
 from rvrt.train.config import load_recipe
 
 

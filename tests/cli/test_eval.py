@@ -130,8 +130,9 @@ def test_eval_rejects_mismatched_protocols(tiny, capsys, extra, message):
 
 def test_eval_needs_a_model_and_lq(tiny, capsys):
     root, cfg, weights = tiny
-    assert main(["eval", "--gt", str(root / "gt"), "--lq", str(root / "lq")]) == 2
-    assert "-m/--model" in capsys.readouterr().err
+    # without -m: the default model of rvrt restore (x4), so a x1 protocol does not fit it
+    assert main(["eval", "--gt", str(root / "gt"), "--lq", str(root / "lq"), "--protocol", "dvd", "-q"]) == 2
+    assert "rvrt.sr_small restores at x4; protocol dvd needs x1" in capsys.readouterr().err
     assert main(["eval", "-m", str(cfg), "--gt", str(root / "gt"), "--device", "cpu", "--quiet"]) == 2
     assert "no published weights" in capsys.readouterr().err
     assert (

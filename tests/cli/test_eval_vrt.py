@@ -14,7 +14,8 @@ from rvrt.cli import main
 from rvrt.cli.eval import build_restore_fn
 from rvrt.data.frames import read_image, write_image
 from rvrt.evaluation import evaluate
-from rvrt.inference.pipeline import model_runner, restore_frames
+from rvrt.inference.stages import model_runner
+from rvrt.inference.temporal import restore_frames
 
 
 @pytest.fixture(scope="module")

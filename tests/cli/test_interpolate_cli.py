@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rvrt.cli import main
-from rvrt.inference.image_io import write_png
-from rvrt.inference.video_io import probe
+from rvrt.media import probe
+from rvrt.media.images import write_png
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_interpolate_a_frames_folder_into_a_video(tiny_vrt, frames, tmp_path, ca
     assert info.fps == Fraction(50) and (info.width, info.height) == (12, 8)
     assert main(["interpolate", str(frames), "-o", str(tmp_path / "f"), "-m", str(cfg), "--weights", str(weights),
                  "--device", "cpu", "--no-hold-last", "-q"]) == 0  # fmt: skip
-    assert len(list((tmp_path / "f").iterdir())) == 5
+    assert len(list((tmp_path / "f").glob("*.png"))) == 5
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_interpolate_a_frames_folder_into_a_video(tiny_vrt, frames, tmp_path, ca
     [
         ([], "needs weights: pass --weights official"),
         (["-m", "vrt.sr_bi_reds_6f", "--weights", "official"], "is a sr model"),
-        (["--weights", "x.pth", "--tile", "1", "2", "3"], "--tile takes two integers"),
+        (["--weights", "x.pth", "--tile", "1", "2", "3"], "--tile takes two non-negative integers"),
     ],
 )
 def test_interpolate_errors(frames, tmp_path, capsys, extra, message):
@@ -72,7 +72,7 @@ def test_space_time_from_the_restore_command(tiny_vrt, frames, tmp_path, capsys)
     assert main([*base, "--interpolate"]) == 2
     assert "--vfi-weights official" in _one_line_error(capsys)
     assert main([*base, "--vfi-tile", "8", "8"]) == 2
-    assert "vfi_tile only applies with interpolate" in _one_line_error(capsys)
+    assert "--vfi-tile only applies with --interpolate" in _one_line_error(capsys)
     assert main(["restore", str(frames), "-o", str(tmp_path / "x"), "-m", "vrt.vfi_vimeo"]) == 2
     assert "use `rvrt interpolate`" in _one_line_error(capsys)
 

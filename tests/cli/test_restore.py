@@ -13,8 +13,8 @@ import rvrt
 from media import make_video, smooth_frames
 from rvrt.checkpoint import save_safetensors
 from rvrt.cli import main
-from rvrt.inference.image_io import read_image, write_png
-from rvrt.inference.video_io import probe
+from rvrt.media import probe
+from rvrt.media.images import read_image, write_png
 
 SR = dict(upscale=4, embed_dims=[12, 12, 12], num_heads=[2, 2, 2], attention_heads=2, deformable_groups=2)
 DENOISE = dict(SR, upscale=1, nonblind_denoising=True, inputconv_groups=[1, 1, 1, 1, 1, 1])
@@ -84,11 +84,11 @@ def test_frames_folder_names_bit_depth_and_resume(sr_weights, tmp_path, monkeypa
         write_png(src / f"{name}.png", img.astype(np.uint16) * 257)
     full = tmp_path / "full"
     rvrt.restore(src, full, weights=sr_weights, tile=(3, 0, 0), tile_overlap=(1, 0, 0), progress=False)
-    assert sorted(p.name for p in full.iterdir()) == sorted(f"{n}.png" for n in names)
+    assert sorted(p.name for p in full.iterdir() if not p.name.startswith(".")) == sorted(f"{n}.png" for n in names)
     assert read_image(full / "shot 10.png")[0].dtype == np.uint16  # 16-bit in, 16-bit out
 
     # interrupt after two frames, then resume: the result equals the uninterrupted run
-    from rvrt.inference import writers
+    from rvrt.media import writers
 
     part = tmp_path / "part"
     original = writers._FramesWriter.write
@@ -148,8 +148,12 @@ def test_denoising_model_takes_sigma(tmp_path):
         (["missing.mp4", "-o", "x.mp4"], "not found"),
         (["{clip}", "-o", "{exists}"], "exists"),
         (["{clip}", "-o", "out.mp4", "--sigma", "10"], "only applies to denoising"),
-        (["{clip}", "-o", "out.mp4", "--resume"], "--resume needs a folder"),
-        (["{clip}", "-o", "out.mp4", "--tile", "8", "8"], "three integers"),
+        (["{clip}", "-o", "out.mp4", "--resume", "--overwrite"], "exclude each other"),
+        (["{clip}", "-o", "out.mp4", "--tile", "8", "8"], "three non-negative integers"),
+        (["{clip}", "-o", "out.xyz"], "'.xyz' is not a video type"),
+        (["{clip}", "-o", "out.mp4", "--crf", "60"], "--crf for libx264 must be 0..51"),
+        (["{clip}", "-o", "out.mp4", "--fps", "nan"], "--fps"),
+        (["{clip}", "-o", "out.mp4", "--start", "99"], "past the end"),
         (["{clip}", "-o", "out.mp4", "--tile", "4", "0", "0", "--tile-overlap", "4", "0", "0"], "smaller than"),
         (["{clip}", "-o", "out.mp4", "--device", "cuda:7"], "CUDA"),
         (["{clip}", "-o", "out.mp4", "-m", "nope"], "unknown model 'nope'"),

@@ -12,18 +12,15 @@ import torch
 
 import rvrt
 from media import NTSC, make_video
-from rvrt.errors import DownloadError, InputError
-from rvrt.inference.image_io import read_image
-from rvrt.inference.interpolate import (
-    interpolate_frames,
-    interpolate_window,
-    plan_vfi_tiles,
-    prepare_vfi_model,
-    resume_input_frame,
-)
-from rvrt.inference.pipeline import model_runner
+from rvrt.api import select_model
+from rvrt.errors import DownloadError, InputError, OutputError
+from rvrt.inference.options import StageOptions
+from rvrt.inference.planner import plan_stage
+from rvrt.inference.stages import model_runner
 from rvrt.inference.tiling import TileGrid
-from rvrt.inference.video_io import open_reader, probe
+from rvrt.inference.vfi import interpolate_frames, interpolate_window, resume_input_frame
+from rvrt.media import open_reader, probe
+from rvrt.media.images import read_image
 from rvrt.models.vrt import interpolation_windows
 
 
@@ -183,7 +180,7 @@ def test_interpolate_into_frames_matches_the_model(tiny_vrt, clip, tmp_path):
     cfg, weights = tiny_vrt["vfi"]
     out = tmp_path / "frames"
     rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False, hold_last=False)
-    files = sorted(out.iterdir())
+    files = sorted(out.glob("*.png"))
     assert [p.name for p in files] == [f"{i:08d}.png" for i in range(9)]
     decoded = _decode(clip)
     for i, src in enumerate(decoded):
@@ -205,18 +202,18 @@ def test_resume_into_frames_folder(tiny_vrt, clip, tmp_path):
     cfg, weights = tiny_vrt["vfi"]
     out = tmp_path / "frames"
     rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.name: p.read_bytes() for p in out.glob("*.png")}
     assert len(before) == 10
     for name in sorted(before)[5:]:
         (out / name).unlink()
     summary = rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False, resume=True)
     assert summary.resumed_from == 5 and summary.frames == 5
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before
 
 
 def test_big_frames_are_tiled(tiny_vrt):
     cfg, weights = tiny_vrt["vfi"]
-    net, spec = prepare_vfi_model(cfg, weights)
+    net, spec = select_model(cfg, weights, kind="interpolate")
     calls = []
     inner = model_runner(net, device=torch.device("cpu"), dtype=torch.float32)
 
@@ -230,11 +227,12 @@ def test_big_frames_are_tiled(tiny_vrt):
     assert len(calls) == len(TileGrid(40, 72, (32, 32), (8, 8))) == 6 and set(calls) == {(32, 32)}
     # "auto" keeps whole frames that fit, and tiles frames that do not
     cpu = torch.device("cpu")
-    assert plan_vfi_tiles(spec, None, None, height=40, width=72, frames=4, device=cpu, dtype=torch.float32)[0] == (0, 0)
-    huge = plan_vfi_tiles(spec, "auto", None, height=200_000, width=200_000, frames=4, device=cpu,
-                          dtype=torch.float32)  # fmt: skip
-    assert huge[0][0] == huge[0][1] and huge[0][0] % 8 == 0 and 64 <= huge[0][0] < 200_000
-    assert huge[1] == (20, 20)
+    auto = StageOptions("interpolate")
+    plan = dict(device=cpu, dtype=torch.float32, budget=2**30, frames=4)
+    assert plan_stage(spec, auto, height=40, width=72, **plan).tile == (0, 0)
+    huge = plan_stage(spec, auto, height=2_000, width=3_000, **plan)
+    assert huge.tile[0] == huge.tile[1] and huge.tile[0] % 8 == 0 and 64 <= huge.tile[0] < 2_000
+    assert huge.overlap == (20, 20)
 
 
 def test_interpolate_with_explicit_tiles(tiny_vrt, clip, tmp_path):
@@ -242,7 +240,7 @@ def test_interpolate_with_explicit_tiles(tiny_vrt, clip, tmp_path):
     out = tmp_path / "tiled"
     summary = rvrt.interpolate(clip, out, model=cfg, weights=weights, device="cpu", progress=False,
                                tile=(16, 0), tile_overlap=(4, 0))  # fmt: skip
-    assert summary.tile == (4, 16, 0) and len(list(out.iterdir())) == 10
+    assert summary.tile.startswith("16 0 (overlap 4 0; given") and len(list(out.glob("*.png"))) == 10
 
 
 # ----------------------------------------------------------------------------- errors
@@ -274,10 +272,8 @@ def test_input_and_output_errors(tiny_vrt, clip, tmp_path):
     one = make_video(tmp_path / "one.mp4", _smooth(1))
     with pytest.raises(InputError, match="at least 2 frames"):
         rvrt.interpolate(one, tmp_path / "o.mp4", model=cfg, weights=weights, device="cpu", progress=False)
-    with pytest.raises(InputError, match="--resume needs a folder"):
-        rvrt.interpolate(clip, tmp_path / "o.mp4", model=cfg, weights=weights, device="cpu", resume=True)
     (tmp_path / "exists.mp4").write_bytes(b"mine")
-    with pytest.raises(InputError, match="already exists"):
+    with pytest.raises(OutputError, match="already exists"):
         rvrt.interpolate(clip, tmp_path / "exists.mp4", model=cfg, weights=weights, device="cpu")
     assert (tmp_path / "exists.mp4").read_bytes() == b"mine"
     with pytest.raises(InputError, match="overlap .* must be smaller than the tile"):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import tiny_rvrt
-from rvrt.inference.pipeline import WindowSchedule, model_runner, restore_frames
+from rvrt.inference.stages import model_runner
+from rvrt.inference.temporal import WindowSchedule, restore_frames
 from rvrt.inference.tiling import TileGrid, crossfade, tile_starts
 
 
@@ -141,7 +142,7 @@ def test_rvrt_tiled_is_close_to_untiled(rvrt_meta):
     assert err.mean() < 0.25 * net.abs().mean()
 
 
-def test_out_of_memory_backs_off_to_smaller_tiles_or_says_what_to_do():
+def test_out_of_memory_retries_the_window_with_the_tile_the_handler_gives():
     sizes = []
 
     def picky(x):  # pretend tiles above 64 x 64 input pixels do not fit
@@ -150,12 +151,38 @@ def test_out_of_memory_backs_off_to_smaller_tiles_or_says_what_to_do():
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return pixelwise(2)(x)
 
-    frames = _video(3, 150, 130)
-    out = _restore(picky, frames, 2, (0, 0, 0), (0, 8, 8), backoff=True)
-    whole = _restore(pixelwise(2), frames, 2, (0, 0, 0), (0, 0, 0))
-    assert all(torch.equal(out[i], whole[i]) for i in whole)
-    assert sizes[0] == (150, 130) and max(h * w for h, w in sizes[-4:]) <= 64 * 64
-    from rvrt.errors import InputError
+    asked = []
 
-    with pytest.raises(InputError, match="smaller --tile"):
+    def smaller(spatial, h, w, err):
+        asked.append((spatial, h, w))
+        return (64, 64)
+
+    frames = _video(5, 150, 130)
+    # windows of 3 frames overlapping by 1: the first window fails halfway (after no tile) and the
+    # second one starts where frames are shared, so the undo of a failed window is exercised
+    out = _restore(picky, frames, 2, (3, 0, 0), (1, 8, 8), on_oom=smaller)
+    whole = _restore(pixelwise(2), frames, 2, (0, 0, 0), (0, 0, 0))
+    assert sorted(out) == list(range(5)) and all(torch.equal(out[i], whole[i]) for i in whole)
+    assert asked == [((0, 0), 150, 130)]  # once: the smaller tile is kept for the next windows
+    assert sizes[0] == (150, 130) and max(h * w for h, w in sizes[1:]) <= 64 * 64
+    with pytest.raises(torch.OutOfMemoryError):
         _restore(picky, frames, 2, (0, 0, 0), (0, 8, 8))
+
+
+def test_a_window_that_fails_after_some_tiles_is_undone_before_the_retry():
+    def counter(start: int, fail_at: int | None = None):
+        calls = {"n": start}
+
+        def run(x):  # every call returns its own number: a tile counted twice would show
+            calls["n"] += 1
+            if calls["n"] == fail_at:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 10 bytes")
+            return torch.full_like(x[:, :, :3], float(calls["n"]))
+
+        return run
+
+    frames = _video(2, 40, 40)
+    # calls 1 and 2 blend two tiles, call 3 fails: the retry's calls 4, 5, ... must be all there is
+    out = _restore(counter(0, fail_at=3), frames, 1, (0, 24, 24), (0, 8, 8), on_oom=lambda s, h, w, e: (24, 24))
+    clean = _restore(counter(3), frames, 1, (0, 24, 24), (0, 8, 8))
+    assert all(torch.equal(out[i], clean[i]) for i in clean)

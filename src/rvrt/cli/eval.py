@@ -6,25 +6,28 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from rvrt.cli.options import add_compute_options
+from rvrt.cli.options import add_compute_options, add_quiet, parse_tile
 from rvrt.errors import InputError
-from rvrt.evaluation import PROTOCOLS, RestoreFn, default_protocol, evaluate, get_protocol, read_sequence_list
 
 log = logging.getLogger(__name__)
 
+#: protocols whose numbers come from the official test commands (their tiles are kept)
+OFFICIAL_PROTOCOLS = ("reds4", "vid4", "udm10", "vimeo", "dvd", "gopro", "set8", "davis")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from rvrt.protocols import PROTOCOLS  # plain data, no PyTorch
+
     p = sub.add_parser(
         "eval",
         help="evaluate a model on a benchmark (PSNR/SSIM on RGB and Y)",
         description="Restore every sequence of --lq and score it against --gt. Protocols: "
         + "; ".join(f"{k}: {v.title} ({v.task}, {v.channel})" for k, v in PROTOCOLS.items())
-        + ". Without --protocol every frame is scored and RGB is reported.",
+        + ". Without --protocol every frame is scored and RGB is reported. LQ and GT frames are paired by name.",
     )
-    p.add_argument("-m", "--model", help="registered model name/alias or a .json/.toml config")
+    p.add_argument(
+        "-m", "--model", help="registered model name/alias or a .json/.toml config (default: the built-in model)"
+    )
     p.add_argument("--weights", help="weights file, or 'official' (download the published weights)")
     p.add_argument("--lq", type=Path, help="LQ folder (not needed for denoising protocols)")
     p.add_argument("--gt", type=Path, required=True, help="ground-truth folder")
@@ -40,73 +43,80 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_compute_options(p)
     p.add_argument(
         "--tile",
-        type=int,
-        nargs=3,
-        metavar=("T", "H", "W"),
-        help="test tile in LQ frames/pixels (0 = whole); default: the model's official test tile",
+        nargs="+",
+        metavar="N",
+        help="test tile T H W in LQ frames/pixels (0 = whole) or 'auto'; default: the official test tile of the "
+        "model for an official protocol (the papers' numbers), else auto",
     )
     p.add_argument("--tile-overlap", type=int, nargs=3, metavar=("T", "H", "W"), help="tile overlap")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-sequence log")
-    p.set_defaults(run=run)
+    p.add_argument(
+        "--memory-fraction", type=float, default=0.5, metavar="F", help="share of the free memory --tile auto uses"
+    )
+    add_quiet(p)
+    p.set_defaults(run=run, handles_signals=True)
 
 
 def build_restore_fn(
-    model: nn.Module,
+    model,
     *,
-    device: torch.device | str,
-    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    dtype=None,
     tile=None,
     tile_overlap=None,
     protocol: str | None = None,
-) -> RestoreFn:
+    memory_fraction: float = 0.5,
+):
     """The function ``rvrt eval`` restores a clip with: ``(T, C, H, W)`` -> ``(T, 3, sH, sW)`` on the CPU.
 
-    It runs the same tiled, blended pipeline as ``rvrt restore``; the default tile is the one of
-    the model's official test command for ``protocol`` (``spec.extras["protocol_tiles"]``), else its
-    default test tile (a whole clip where that is what the authors did).
+    It runs the restoration stage of ``rvrt restore`` (:class:`rvrt.inference.stages.RestoreStage`).
+    The default tile is the one of the model's official test command for ``protocol``
+    (``spec.extras["protocol_tiles"]``, else its default test tile, a whole clip where that is
+    what the authors did), so the numbers are the papers'; for other protocols it is ``auto``.
+    The function takes an optional ``progress(fraction, frames)`` callback.
     """
-    from rvrt.inference.pipeline import model_runner, restore_frames
-    from rvrt.inference.restore import plan_tiles
+    import torch
+
+    from rvrt.compute import available_memory, resolve_device, resolve_dtype
+    from rvrt.inference.options import StageOptions
+    from rvrt.inference.planner import plan_stage
+    from rvrt.inference.stages import RestoreStage
 
     spec = model.rvrt_spec
-    device = torch.device(device)
-    run = model_runner(model, device=device, dtype=dtype)
-    official = spec.extras.get("protocol_tiles", {}).get(protocol)
-    if official is not None and tile is None:
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    official = None
+    if protocol in OFFICIAL_PROTOCOLS:
+        official = spec.extras.get("protocol_tiles", {}).get(protocol, (tuple(spec.tile), tuple(spec.tile_overlap)))
+    if tile is None and official is not None:
         tile = official[0]
         tile_overlap = official[1] if tile_overlap is None else tile_overlap
         log.info("%s: tile %s, overlap %s (the official test of %s)", spec.name, tile, tile_overlap, protocol)
+    options = StageOptions("restore", tile="auto" if tile is None else tile, tile_overlap=tile_overlap)
+    model.to(device)
+    warned = []
 
-    def restore(lq: torch.Tensor) -> torch.Tensor:
-        t, ov = plan_tiles(
-            spec,
-            tile if tile is not None else tuple(spec.tile),
-            tile_overlap,
-            height=lq.shape[-2],
-            width=lq.shape[-1],
-            device=device,
-            dtype=dtype,
-        )
-        frames = [
-            f
-            for _, f in restore_frames(run, lq, scale=spec.scale, tile=t, overlap=ov, device=device, total=lq.shape[0])
-        ]
-        return torch.stack(frames).cpu()
+    def restore(lq: torch.Tensor, progress=None) -> torch.Tensor:
+        t, _, h, w = lq.shape
+        budget = int(memory_fraction * available_memory(device))
+        plan = plan_stage(spec, options, height=h, width=w, device=device, dtype=dtype, budget=budget, total=t)
+        if official is not None and options.tile != "auto" and plan.predicted_bytes > budget and not warned:
+            warned.append(True)
+            log.warning(
+                "the official test tile %s of %s needs about %.1f GB, more than the %.1f GB planned; it may not fit "
+                "(--tile auto fits, and scores differ a little from the paper's protocol)",
+                " ".join(map(str, plan.tile)), spec.name, plan.predicted_bytes / 2**30, budget / 2**30,
+            )  # fmt: skip
+        stage = RestoreStage(options=options, net=model, spec=spec, plan=plan, device=device, dtype=dtype,
+                             scale=spec.scale)  # fmt: skip
+        frames = stage.process(iter(lq), first=0, skip_until=0, total=t, progress=progress)
+        return torch.stack([f.cpu() for _, f in frames])
 
     return restore
 
 
-def _load(args: argparse.Namespace, device: torch.device):
-    from rvrt.inference.restore import prepare_model
-
-    if args.model is None and args.weights in (None, "official"):
-        raise InputError("name the model with -m/--model (or give a --weights file to recognise it from)")
-    model, _ = prepare_model(args.model, args.weights)
-    return model.to(device)
-
-
 def run(args: argparse.Namespace) -> int:
-    from rvrt.inference.restore import resolve_device, resolve_dtype
+    from rvrt.api import select_model
+    from rvrt.compute import resolve_device, resolve_dtype
+    from rvrt.evaluation import default_protocol, evaluate, get_protocol, read_sequence_list
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype)
@@ -114,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
         if target is not None and target.exists() and not args.overwrite:
             raise InputError(f"{target} exists; pass --overwrite to replace it")
     sequences = read_sequence_list(args.sequences) if args.sequences else None
-    model = _load(args, device)
-    spec = model.rvrt_spec
+    model, spec = select_model(args.model, args.weights, kind="restore")
     protocol = get_protocol(args.protocol) if args.protocol else default_protocol(spec.task, spec.scale)
     if protocol.noise != (spec.in_channels == 4):
         kind = "a non-blind denoising" if protocol.noise else "an RGB-input"
@@ -126,7 +135,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"protocol {protocol.name} needs --lq")
 
     restore = build_restore_fn(
-        model, device=device, dtype=dtype, tile=args.tile, tile_overlap=args.tile_overlap, protocol=protocol.name
+        model,
+        device=device,
+        dtype=dtype,
+        tile=None if args.tile is None else parse_tile(args.tile, 3),
+        tile_overlap=args.tile_overlap,
+        protocol=protocol.name,
+        memory_fraction=args.memory_fraction,
     )
     result = evaluate(
         restore,

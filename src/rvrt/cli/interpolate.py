@@ -1,29 +1,28 @@
-"""``rvrt interpolate``: double the frame rate of a video or a folder of frames."""
+"""``rvrt interpolate``: double the frame rate of videos or folders of frames."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from rvrt.cli.options import INPUT_HELP, add_compute_options, add_output_options, parse_tile
+from rvrt.cli.options import INPUT_HELP, add_compute_options, add_run_options, parse_tile, run_jobs, run_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "interpolate",
-        help="double the frame rate of a video or a folder of frames (VRT frame interpolation)",
+        help="double the frame rate of videos or folders of frames (VRT frame interpolation)",
         description="Write INPUT at exactly twice its frame rate: every input frame is kept and a frame is "
         "predicted between each pair. N input frames give 2N output frames (the last frame is held "
         "for its interval, so the duration and the copied audio match the input; --no-hold-last "
         "gives 2N-1). The published weights are CC-BY-NC-4.0 (non-commercial): pass --weights "
         "official to download them, or --weights PATH.",
     )
-    p.add_argument("input", help=INPUT_HELP)
+    p.add_argument("input", nargs="+", help=INPUT_HELP)
     p.add_argument(
         "-o",
         "--output",
         required=True,
-        help="video file (.mp4/.mkv/.mov/.webm/...) or a folder (PNG frames 00000000.png, ...)",
+        help="video file (.mp4/.mkv/.mov/.webm/...) or a folder (PNG frames 00000000.png, ...; or batches)",
     )
     p.add_argument("-m", "--model", help="frame-interpolation model name or config file (default: vrt.vfi_vimeo)")
     p.add_argument("--weights", help="'official' (download the published weights) or a weights file; required")
@@ -44,34 +43,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="end on the last input frame (2N-1 frames) instead of holding it (2N frames)",
     )
-    add_output_options(
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long videos)")
+    add_run_options(
         p, fps_help="output frame rate (default: exactly twice the input's; frames folders count as 25 fps)"
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, handles_signals=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvrt.inference.interpolate import interpolate
+    from rvrt.inference.jobs import interpolate_job
 
-    summary = interpolate(
-        args.input,
-        args.output,
+    job = interpolate_job(
         model=args.model,
         weights=args.weights,
-        device=args.device,
-        dtype=args.dtype,
         tile=parse_tile(args.tile, 2),
         tile_overlap=args.tile_overlap,
         hold_last=args.hold_last,
-        overwrite=args.overwrite,
-        resume=args.resume,
-        progress=not args.quiet,
-        codec=args.codec,
-        crf=args.crf,
-        preset=args.preset,
-        bit_depth=args.bit_depth,
-        fps=args.fps,
+        compile=args.compile,
+        **run_options(args),
     )
-    if not args.quiet:
-        print(f"rvrt interpolate: {summary.line()}", file=sys.stderr)
-    return 0
+    return run_jobs(args, job, "interpolate")

@@ -1,44 +1,157 @@
-"""Arguments shared by the subcommands that read and write videos (``restore``, ``interpolate``)."""
+"""Arguments shared by the subcommands, and the one translation of flags into a job.
+
+One spelling per option across subcommands: ``-q/--quiet`` (warnings and errors only: no
+progress bar, no summary), ``--dtype fp32|fp16|bf16``, ``--device``, ``--overwrite``,
+``--resume``. This module imports nothing heavy: ``rvrt --help`` does not load PyTorch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 
 from rvrt.errors import InputError
 
-INPUT_HELP = "video file, folder of frames, or a quoted glob such as 'frames/*.png'"
+INPUT_HELP = (
+    "video files, folders of frames, folders of videos, or quoted globs such as 'frames/*.png' or 'clips/*.mp4'"
+)
+DTYPE_CHOICES = ("fp32", "fp16", "bf16")
+_DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
+
+
+def dtype_arg(text: str) -> str:
+    """``--dtype`` values: fp32, fp16, bf16 (float32, float16, bfloat16 are accepted too)."""
+    v = _DTYPE_ALIASES.get(text.lower(), text.lower())
+    if v not in DTYPE_CHOICES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from fp32, fp16, bf16)")
+    return v
+
+
+def positive_number(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text}")
+    return v
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only: no progress bar, no summary")
 
 
 def add_compute_options(p: argparse.ArgumentParser) -> None:
     """``--device`` and ``--dtype``."""
     p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="compute precision")
+    p.add_argument("--dtype", default="fp32", type=dtype_arg, metavar="{fp32,fp16,bf16}", help="compute precision")
 
 
-def add_output_options(p: argparse.ArgumentParser, *, fps_help: str) -> None:
-    """Encoding of the output, and what to do with an existing one; ``--quiet``."""
-    p.add_argument("--codec", help="video encoder (default: libx264 for mp4/mkv/mov, libvpx-vp9 for webm)")
-    p.add_argument("--crf", type=int, help="encoder quality (x264/x265/vp9 CRF; lower is better)")
-    p.add_argument("--preset", help="encoder preset (e.g. x264: ultrafast ... veryslow)")
-    p.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG output bit depth (default: the input's)")
-    p.add_argument("--fps", type=float, help=fps_help)
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run into a frames folder")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+def add_run_options(p: argparse.ArgumentParser, *, fps_help: str) -> None:
+    """Range, memory, output encoding, and what to do with an existing output; ``--quiet``."""
+    g = p.add_argument_group("range and memory")
+    g.add_argument("--start", type=int, default=0, metavar="N", help="first input frame to use (0-based)")
+    g.add_argument("--frames", type=int, metavar="N", help="use N input frames (a preview of a part)")
+    g.add_argument(
+        "--memory-fraction",
+        type=positive_number,
+        default=0.5,
+        metavar="F",
+        help="share of the free memory (RAM on the CPU, device memory on CUDA) --tile auto plans with (default 0.5)",
+    )
+    g.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="restore the frames a truncated or damaged video holds (default: refuse it, exit 2)",
+    )
+    e = p.add_argument_group("output")
+    e.add_argument("--codec", help="video encoder (default: libx264 for mp4/mkv/mov/avi, libvpx-vp9 for webm)")
+    e.add_argument("--crf", type=int, help="encoder quality (x264/x265 0-51, vp9/av1 0-63; lower is better)")
+    e.add_argument("--preset", help="encoder preset (x264/x265: ultrafast ... veryslow)")
+    e.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG output bit depth (default: the input's)")
+    e.add_argument("--fps", type=positive_number, help=fps_help)
+    e.add_argument(
+        "--segment-frames",
+        type=int,
+        default=250,
+        metavar="N",
+        help="videos are encoded in segments of N frames, joined at the end: an interrupted run "
+        "loses at most one (default 250)",
+    )
+    e.add_argument("--overwrite", action="store_true", help="replace the output (only files rvrt wrote are removed)")
+    e.add_argument("--resume", action="store_true", help="continue an interrupted run (frames folder or video)")
+    e.add_argument(
+        "--name",
+        default="{stem}.{ext}",
+        help="with several inputs: output name in -o's folder, from {stem}, {ext}, {name} (default {stem}.{ext})",
+    )
+    add_quiet(p)
 
 
 def parse_tile(values: list[str] | None, count: int, option: str = "--tile"):
-    """``None``, ``"auto"`` or a tuple of ``count`` integers from the words given to a tile option."""
-    if values is None:
-        return None
-    if values == ["auto"]:
+    """``"auto"`` (also for None) or a tuple of ``count`` integers from the words given to a tile option."""
+    if values is None or values == ["auto"]:
         return "auto"
     try:
         nums = tuple(int(v) for v in values)
     except ValueError:
         nums = ()
-    if len(nums) != count:
+    if len(nums) != count or min(nums, default=0) < 0:
         names = "T H W" if count == 3 else "H W"
         words = {2: "two", 3: "three"}[count]
-        raise InputError(f"{option} takes {words} integers {names}, or 'auto'; got {' '.join(values)}")
+        raise InputError(f"{option} takes {words} non-negative integers {names}, or 'auto'; got {' '.join(values)}")
     return nums
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """The job-level keyword arguments from the shared flags."""
+    return dict(
+        device=args.device,
+        dtype=args.dtype,
+        memory_fraction=args.memory_fraction,
+        start=args.start,
+        frames=args.frames,
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+        bit_depth=args.bit_depth,
+        fps=args.fps,
+        segment_frames=args.segment_frames,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        allow_truncated=args.allow_truncated,
+        progress=not args.quiet,
+    )
+
+
+def run_jobs(args: argparse.Namespace, job, command: str) -> int:
+    """Run ``job`` on ``args.input`` into ``args.output``: one input, or a batch into a folder.
+
+    Prints the summary (one line, or a table per input for a batch) unless ``--quiet``; the exit
+    status is 2 when any input failed.
+    """
+    import sys
+
+    from rvrt.inference.batch import expand_inputs, run_batch
+    from rvrt.inference.runner import run_job
+
+    inputs = list(args.input)
+    expanded = expand_inputs(inputs) if len(inputs) == 1 else []
+    if len(expanded) == 1 and expanded[0][1] is not None:
+        raise InputError(expanded[0][1])
+    if len(expanded) == 1:
+        summary = run_job(inputs[0], args.output, job)
+        if not args.quiet:
+            print(f"rvrt {command}: {summary.line()}", file=sys.stderr)
+        return 0
+
+    def done(item) -> None:
+        if item.failed:
+            print(f"rvrt {command}: {item.input}: {item.status}", file=sys.stderr)
+        elif not args.quiet and item.summary is not None:
+            print(f"rvrt {command}: {item.summary.line()}", file=sys.stderr)
+
+    report = run_batch(inputs, args.output, job, name=args.name, on_item=done)
+    if not args.quiet or report.failed:
+        print(report.table(), file=sys.stderr)
+    return 2 if report.failed else 0

@@ -1,22 +1,33 @@
-"""``rvrt restore``: restore a video file, a folder of frames or a glob."""
+"""``rvrt restore``: restore videos, folders of frames or globs (one, or many into a folder)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from rvrt.cli.options import INPUT_HELP, add_compute_options, add_output_options, parse_tile
+from rvrt.cli.options import INPUT_HELP, add_compute_options, add_run_options, parse_tile, run_jobs, run_options
+
+EPILOG = """exit status: 0 done; 2 bad input or option, an output that exists, not enough memory, or (with several
+inputs) any input failed; 130 interrupted by Ctrl-C, 143 by SIGTERM (finished frames are kept: rerun with --resume).
+examples:
+  rvrt restore in.mp4 -o out.mp4
+  rvrt restore in.mp4 -o preview.mp4 --start 300 --frames 60          # two seconds first
+  rvrt restore clips/ 'more/*.mov' -o restored/ --name '{stem}_x4.{ext}'"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "restore",
-        help="restore a video or a folder of frames (super-resolution, deblurring, denoising)",
+        help="restore videos or folders of frames (super-resolution, deblurring, denoising)",
         description="Restore INPUT (video file, folder of frames, or glob) into OUTPUT (video file or folder of "
-        "PNG frames), streaming: memory depends on the tile sizes, not on the video length.",
+        "PNG frames), streaming: memory depends on the tile sizes, not on the video length. With several "
+        "inputs (or a folder of videos), OUTPUT is a folder and each input gets an output in it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help=INPUT_HELP)
-    p.add_argument("-o", "--output", required=True, help="video file (.mp4/.mkv/.mov/.webm/...) or a folder")
+    p.add_argument("input", nargs="+", help=INPUT_HELP)
+    p.add_argument(
+        "-o", "--output", required=True, help="video file (.mp4/.mkv/.mov/.webm/...), or a folder for frames or batches"
+    )
     p.add_argument(
         "-m",
         "--model",
@@ -28,8 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--tile",
         nargs="+",
         metavar="N",
-        help="tile size T H W in input frames/pixels (0 = whole), or 'auto' (from free memory); "
-        "default: the model's official test tile",
+        help="tile T H W in input frames/pixels (0 = whole), or 'auto' (default: the largest that fits "
+        "--memory-fraction of the free memory)",
     )
     p.add_argument("--tile-overlap", nargs=3, type=int, metavar=("T", "H", "W"), help="overlap between tiles")
     p.add_argument("--sigma", type=float, help="noise level 0..255 (non-blind denoising models, --add-noise)")
@@ -53,44 +64,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--vfi-tile-overlap", nargs=2, type=int, metavar=("H", "W"), help="its tile overlap")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long videos)")
-    add_output_options(
+    add_run_options(
         p,
         fps_help="output frame rate (default: the input's, twice it with --interpolate; frames "
         "folders count as 25 fps)",
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, handles_signals=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rvrt.inference.restore import restore
+    from rvrt.inference.jobs import restore_job
 
-    summary = restore(
-        args.input,
-        args.output,
+    vfi = {}
+    if args.interpolate or args.vfi_model or args.vfi_weights or args.vfi_tile or args.vfi_tile_overlap:
+        vfi = dict(
+            vfi_model=args.vfi_model,
+            vfi_weights=args.vfi_weights,
+            vfi_tile=parse_tile(args.vfi_tile, 2, "--vfi-tile"),
+            vfi_tile_overlap=args.vfi_tile_overlap,
+        )
+        if not args.interpolate:
+            given = [f"--{k.replace('_', '-')}" for k, v in vfi.items() if v not in (None, "auto")]
+            from rvrt.errors import InputError
+
+            raise InputError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --interpolate")
+        if args.vfi_weights is None:
+            vfi.pop("vfi_weights")
+    job = restore_job(
         model=args.model,
         weights=args.weights,
-        device=args.device,
-        dtype=args.dtype,
         tile=parse_tile(args.tile, 3),
         tile_overlap=args.tile_overlap,
         sigma=args.sigma,
         add_noise=args.add_noise,
         seed=args.seed,
         interpolate=args.interpolate,
-        vfi_model=args.vfi_model,
-        vfi_weights=args.vfi_weights,
-        vfi_tile=parse_tile(args.vfi_tile, 2, "--vfi-tile"),
-        vfi_tile_overlap=args.vfi_tile_overlap,
-        overwrite=args.overwrite,
-        resume=args.resume,
-        progress=not args.quiet,
-        codec=args.codec,
-        crf=args.crf,
-        preset=args.preset,
-        bit_depth=args.bit_depth,
-        fps=args.fps,
         compile=args.compile,
+        **vfi,
+        **run_options(args),
     )
-    if not args.quiet:
-        print(f"rvrt restore: {summary.line()}", file=sys.stderr)
-    return 0
+    return run_jobs(args, job, "restore")

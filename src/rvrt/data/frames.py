@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rvrt.checkpoint import atomic_write
 from rvrt.errors import InputError
-from rvrt.inference.image_io import IMAGE_EXTENSIONS, encode_png, natural_key
-from rvrt.inference.image_io import read_image as _decode
+from rvrt.files import atomic_write
+from rvrt.media.images import IMAGE_EXTENSIONS, encode_png, natural_key
+from rvrt.media.images import read_image as _decode
+from rvrt.media.pixels import to_float as image_to_float
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -77,15 +78,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         InputError: missing or unreadable file.
     """
     return _decode(path)[0]
-
-
-def image_to_float(img: np.ndarray) -> np.ndarray:
-    """uint8 / uint16 image to float32 in [0, 1] (8-bit: ``x / 255`` in float32, as the official loader)."""
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / np.float32(255.0)
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / np.float32(65535.0)
-    raise InputError(f"expected a uint8 or uint16 image; got {img.dtype}")
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = False) -> Path:

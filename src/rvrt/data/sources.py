@@ -18,8 +18,8 @@ import numpy as np
 
 from rvrt.data import frames as _frames
 from rvrt.errors import InputError
-from rvrt.inference.image_io import IMAGE_EXTENSIONS, natural_key
-from rvrt.inference.media import VIDEO_EXTENSIONS
+from rvrt.media.images import IMAGE_EXTENSIONS, natural_key
+from rvrt.media.info import VIDEO_EXTENSIONS
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -186,12 +186,12 @@ class LmdbFrames(FrameSource):
 
 
 class VideoFileFrames(FrameSource):
-    """Video files, one sequence each (read with :mod:`rvrt.inference.video_io`). The frames of
+    """Video files, one sequence each (read with :mod:`rvrt.media`). The frames of
     each file are counted once by decoding it; a clip is decoded from the start of the file up to
     its last frame, so long files are slow: extract frames to folders for large-scale training."""
 
     def __init__(self, files: Sequence[str | os.PathLike]) -> None:
-        from rvrt.inference.video_io import open_reader
+        from rvrt.media import open_reader
 
         self.root = Path(os.path.commonpath([str(Path(f).parent) for f in files])) if files else Path(".")
         self.paths: dict[str, Path] = {}
@@ -208,7 +208,7 @@ class VideoFileFrames(FrameSource):
             self.frames[str(path)] = [f"{i:08d}" for i in range(n)]
 
     def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
-        from rvrt.inference.video_io import open_reader
+        from rvrt.media import open_reader
 
         first, last = min(ids), max(ids)
         got: dict[int, np.ndarray] = {}

@@ -4,20 +4,21 @@ A video is restored window by window (``tile[0]`` frames) and each window tile b
 (``tile[1] x tile[2]`` input pixels); neighbouring tiles overlap and are blended with smooth
 weights (a raised-cosine cross-fade over the overlap, so the weights of two tiles sum to one).
 
-The blend is a running weighted mean: for each contribution ``(v, w)`` the accumulated value moves
-towards ``v`` by ``w / (sum of weights so far)``. When every tile produces the same value at a
-pixel (a per-pixel model) the result is that value bit for bit, and float32 accumulators suffice.
+The blend (:class:`FrameBlend`) is a running weighted mean: for each contribution ``(v, w)`` the
+accumulated value moves towards ``v`` by ``w / (sum of weights so far)``. When every tile produces
+the same value at a pixel (a per-pixel model) the result is that value bit for bit, and float32
+accumulators suffice.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["tile_starts", "crossfade", "TileGrid", "BlendBuffer", "restore_window"]
+__all__ = ["tile_starts", "crossfade", "Tile", "TileGrid", "FrameBlend"]
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -88,68 +89,65 @@ class TileGrid:
         return len(self.tiles)
 
 
-class BlendBuffer:
-    """Running weighted mean of overlapping contributions to a block of output frames.
+class FrameBlend:
+    """Running weighted means of the overlapping contributions to the output frames in flight.
 
-    Args:
-        frames, channels, height, width: output block size.
-        device: where the accumulators live.
+    For each contribution ``(v, w)`` a frame's value moves towards ``v`` by ``w / (weights so
+    far)``: where every contribution has the same value the result is that value bit for bit. A
+    frame whose first contribution covers it whole with weight 1 (no tile or window overlaps it)
+    is kept as given, without an accumulator.
     """
 
-    def __init__(self, frames: int, channels: int, height: int, width: int, device: torch.device | str) -> None:
-        self.value = torch.zeros(frames, channels, height, width, dtype=torch.float32, device=device)
-        self.weight = torch.zeros(frames, 1, height, width, dtype=torch.float32, device=device)
+    def __init__(self, channels: int, height: int, width: int, device: torch.device | str) -> None:
+        self.shape = (channels, height, width)
+        self.device = device
+        self._value: dict[int, torch.Tensor] = {}
+        self._weight: dict[int, torch.Tensor | None] = {}  # None: weight 1 everywhere, value given as is
 
-    def add(self, v: torch.Tensor, w: torch.Tensor, t: slice, h: slice, x: slice) -> None:
-        """Blend ``v`` ``(t, C, h, w)`` with weights ``w`` (broadcastable to ``(t, 1, h, w)``) into a region."""
-        v = v.to(self.value.device, torch.float32)
-        acc = self.value[t, :, h, x]
-        wsum = self.weight[t, :, h, x]
-        wsum += w.to(wsum.device)
-        acc += (v - acc) * (w.to(wsum.device) / wsum)
+    def __contains__(self, index: int) -> bool:
+        return index in self._value
 
+    def add(self, index: int, v: torch.Tensor, w: torch.Tensor | float, h: slice, x: slice, whole: bool) -> None:
+        """Blend ``v`` ``(C, h, w)`` with weights ``w`` (a scalar or broadcastable to ``(1, h, w)``)
+        into rows ``h`` and columns ``x`` of frame ``index``; ``whole``: the region is the whole frame."""
+        if index not in self._value:
+            if whole and isinstance(w, float) and w == 1.0:
+                self._value[index] = v  # a view into the model's output, dropped when yielded
+                self._weight[index] = None
+                return
+            c, hh, ww = self.shape
+            self._value[index] = torch.zeros(c, hh, ww, dtype=torch.float32, device=self.device)
+            self._weight[index] = torch.zeros(1, hh, ww, dtype=torch.float32, device=self.device)
+        elif self._weight[index] is None:  # a second contribution: give the frame an accumulator
+            self._value[index] = self._value[index].to(self.device, torch.float32, copy=True)
+            self._weight[index] = torch.ones(1, *self.shape[1:], dtype=torch.float32, device=self.device)
+        acc = self._value[index][:, h, x]
+        wsum = self._weight[index][:, h, x]
+        # a tensor, also for a scalar weight: `scalar / tensor` is computed as a reciprocal and a
+        # product, and w / w would then not be exactly 1
+        w = wsum.new_tensor(w) if isinstance(w, float) else w.to(wsum.device)
+        wsum += w
+        acc += (v.to(acc.device, torch.float32) - acc) * (w / wsum)
 
-def restore_window(
-    run: Callable[[torch.Tensor], torch.Tensor],
-    clip: torch.Tensor,
-    *,
-    scale: int,
-    tile: tuple[int, int],
-    overlap: tuple[int, int],
-    time_weights: torch.Tensor | None = None,
-    out: BlendBuffer | None = None,
-    out_offset: int = 0,
-) -> BlendBuffer:
-    """Restore one temporal window tile by tile and blend the tiles into ``out``.
+    def pop(self, index: int) -> torch.Tensor:
+        self._weight.pop(index)
+        return self._value.pop(index)
 
-    Args:
-        run: the model call, ``(1, T, C, h, w) -> (1, T, 3, s*h, s*w)``.
-        clip: ``(T, C, H, W)`` input window (on the model's device and dtype).
-        scale: output scale ``s``.
-        tile, overlap: spatial tile and overlap in input pixels (0 = whole frame).
-        time_weights: ``(T,)`` weights of this window's frames (temporal cross-fade), default ones.
-        out: accumulators to blend into (created for this window when None).
-        out_offset: frame index in ``out`` of the window's first frame.
+    def indices(self) -> list[int]:
+        return sorted(self._value)
 
-    Returns:
-        The blend buffer.
-    """
-    t, _, h, w = clip.shape
-    if out is None:
-        out = BlendBuffer(t, 3, h * scale, w * scale, clip.device)
-    tw = torch.ones(t) if time_weights is None else time_weights
-    dev = out.value.device
-    tw = tw.to(device=dev, dtype=torch.float32).view(t, 1, 1, 1)
-    for tl in TileGrid(h, w, tile, overlap):
-        y = run(clip[None, :, :, tl.h0 : tl.h1, tl.w0 : tl.w1])[0]
-        wy = crossfade((tl.h1 - tl.h0) * scale, tl.fade_top * scale, tl.fade_bottom * scale, device=dev)
-        wx = crossfade((tl.w1 - tl.w0) * scale, tl.fade_left * scale, tl.fade_right * scale, device=dev)
-        weight = tw * wy.view(1, 1, -1, 1) * wx.view(1, 1, 1, -1)
-        out.add(
-            y,
-            weight,
-            slice(out_offset, out_offset + t),
-            slice(tl.h0 * scale, tl.h1 * scale),
-            slice(tl.w0 * scale, tl.w1 * scale),
-        )
-    return out
+    def snapshot(self, indices: Iterable[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Copies of the accumulators of ``indices`` (to undo a window that failed halfway)."""
+        out = {}
+        for i in indices:
+            if i in self._value:
+                w = self._weight[i]
+                out[i] = (self._value[i].clone(), None if w is None else w.clone())
+        return out
+
+    def restore(self, indices: Iterable[int], saved: dict[int, tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        for i in indices:
+            self._value.pop(i, None)
+            self._weight.pop(i, None)
+        for i, (v, w) in saved.items():
+            self._value[i], self._weight[i] = v, w

@@ -54,12 +54,33 @@ class FeatureStore:
         self.device = device
         self.offload = offload
 
-    def put(self, f: torch.Tensor) -> torch.Tensor:
-        # asynchronous copies are safe: reading back is ordered after them on the same stream
-        return f.to("cpu", non_blocking=True) if self.offload else f
-
     def get(self, f: torch.Tensor) -> torch.Tensor:
         return f.to(self.device, non_blocking=True) if self.offload else f
+
+    def clips(self, n_clips: int, like: torch.Tensor) -> _ClipList:
+        """A list of ``n_clips`` per-clip features shaped like ``like``, filled with :meth:`_ClipList.set`."""
+        return _ClipList(n_clips, like, "cpu" if self.offload else like.device)
+
+
+class _ClipList(list):
+    """Per-clip features in time order. Without autograd they live in one preallocated block: a few
+    large allocations instead of hundreds of clip-sized ones interleaved with the transient
+    activations, which fragmented the heap (on the CPU the resident memory of a 30-frame window
+    grew 1.7x faster than the features it held)."""
+
+    def __init__(self, n_clips: int, like: torch.Tensor, device: torch.device | str) -> None:
+        super().__init__([None] * n_clips)
+        self._device = device
+        self._block = None
+        if not torch.is_grad_enabled():
+            self._block = torch.empty((n_clips, *like.shape), dtype=like.dtype, device=device)
+
+    def set(self, i: int, f: torch.Tensor) -> None:
+        if self._block is None:
+            self[i] = f.to(self._device, non_blocking=True)
+        else:
+            self._block[i].copy_(f, non_blocking=True)
+            self[i] = self._block[i]
 
 
 def extract_per_clip(
@@ -74,10 +95,14 @@ def extract_per_clip(
     """
     n, t, _, h, w = x.shape
     clip = -(-t // max(t // clip, 1))  # torch.chunk's clip length: a 3-frame input is one clip
-    out: list[torch.Tensor] = []
+    out = None
     for part in frame_chunks(t, n * h * w * width, multiple=clip):
         feats = extract(x[:, part])
-        out += [store.put(c) for c in feats.split(clip, dim=1)]
+        for j, c in enumerate(feats.split(clip, dim=1)):
+            if out is None:
+                out = store.clips(t // clip, c)
+            out.set(part.start // clip + j, c)
+        del feats
     return out
 
 
@@ -113,8 +138,8 @@ def propagate_branch(
     prev = list(feats)[-1]
     timed = (lambda f: f.flip(1)) if backward else _same  # noqa: E731
 
-    out: list[torch.Tensor] = []
     feat_prop = torch.zeros_like(store.get(feats["shallow"][0]))
+    out = store.clips(n_clips, feat_prop)
     for i, idx in enumerate(order):
         if i > 0:
             q = timed(store.get(feats[prev][idx]))
@@ -122,9 +147,7 @@ def propagate_branch(
             feat_prop = align(i, q, k, feat_prop)
         inputs = [timed(store.get(feats[key][idx])) for key in feats if key != name] + [feat_prop]
         feat_prop = feat_prop + backbone(torch.cat(inputs, dim=2))
-        out.append(store.put(feat_prop))
-    if backward:
-        out = [f.flip(1) for f in out[::-1]]
+        out.set(idx, timed(feat_prop))  # in time order, as the other branches see it
     return out
 
 
@@ -170,10 +193,9 @@ class ClipRecurrentNet(nn.Module):
         store = FeatureStore(x.device, offload)
         n, t, _, h, w = x.shape
         s = self.config.upscale
-        clip = feats["shallow"][0].shape[1]
-        dim = feats["shallow"][0].shape[2]
+        clip, dim, fh, fw = feats["shallow"][0].shape[1:]
         out = x.new_empty(n, t, 3, s * h, s * w)
-        for part in frame_chunks(t, n * h * w * len(names) * dim, multiple=clip):
+        for part in frame_chunks(t, n * fh * fw * len(names) * dim, multiple=clip):
             clips = range(part.start // clip, part.stop // clip)
             lr = torch.cat([torch.cat([store.get(feats[k][i]) for i in clips], 1) for k in names], 2)
             lr = self.reconstruction(lr)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rvrt.errors import InputError
+from rvrt.files import loads_toml
 
 __all__ = [
     "DEFAULTS",
@@ -102,21 +103,6 @@ _RECIPES_PACKAGE = "rvrt.recipes"
 
 
 # --------------------------------------------------------------------------- TOML
-def loads_toml(text: str, where: str = "recipe") -> dict[str, Any]:
-    """Parse TOML (``tomllib``, or ``tomli`` on Python 3.10)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError as err:
-            raise InputError("reading TOML recipes on Python 3.10 needs 'tomli' (pip install tomli)") from err
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise InputError(f"{where} is not valid TOML: {err}") from err
-
-
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

@@ -39,9 +39,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from rvrt.checkpoint import atomic_write, load_into
+from rvrt.checkpoint import load_into
 from rvrt.errors import InputError
-from rvrt.inference.tiling import restore_window
+from rvrt.files import atomic_write
+from rvrt.inference.temporal import restore_frames
 from rvrt.train import distributed as D
 from rvrt.train.config import dumps_toml, loads_toml
 from rvrt.train.losses import build_loss
@@ -376,13 +377,17 @@ class Trainer:
 
             for i in range(self.dist.rank, len(self.val_set), self.dist.world_size):
                 item = self.val_set[i]
-                out = restore_window(
+                lq = item["lq"].to(self.device)
+                frames = restore_frames(
                     run,
-                    item["lq"].to(self.device),
+                    lq,
                     scale=scale,
-                    tile=tuple(t["val_tile"]),
-                    overlap=tuple(t["val_tile_overlap"]),
-                ).value
+                    tile=(0, *t["val_tile"]),
+                    overlap=(0, *t["val_tile_overlap"]),
+                    device=self.device,
+                    total=lq.shape[0],
+                )
+                out = torch.stack([f for _, f in frames])
                 acc += torch.tensor([psnr(out.cpu(), item["gt"]), 1.0], dtype=torch.float64)
         finally:
             self.module.train()

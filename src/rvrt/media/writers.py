@@ -12,10 +12,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from rvrt.checkpoint import temp_path_for
-from rvrt.errors import InputError
-from rvrt.inference.image_io import IMAGE_EXTENSIONS, natural_key, read_image_header, write_png
-from rvrt.inference.media import (
+from rvrt.errors import InputError, OutputError
+from rvrt.files import os_error, place, temp_path_for
+from rvrt.media.copy import StreamCopy
+from rvrt.media.images import IMAGE_EXTENSIONS, write_png
+from rvrt.media.info import (
     COLOR_TABLES,
     DEFAULT_FPS,
     MUXERS,
@@ -26,11 +27,10 @@ from rvrt.inference.media import (
     FrameWriter,
     MediaInfo,
     assumed_matrix,
-    open_input,
     rgb48_gain,
 )
 
-__all__ = ["open_writer"]
+__all__ = ["open_writer", "output_kind"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,31 @@ _PIX_FMTS = {
     "gif": ("pal8", "pal8"),
 }
 _CRF = {"libx264": 18, "libx265": 18, "libvpx-vp9": 20, "libsvtav1": 24, "libaom-av1": 24}
+#: the range each encoder accepts for crf
+_CRF_RANGE = {
+    "libx264": (0, 51),
+    "libx265": (0, 51),
+    "libvpx-vp9": (0, 63),
+    "libsvtav1": (1, 63),
+    "libaom-av1": (0, 63),
+}
+_X26X_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+#: the presets each encoder knows
+_PRESETS = {"libx264": _X26X_PRESETS, "libx265": _X26X_PRESETS, "libsvtav1": tuple(str(i) for i in range(-1, 14))}
 _EXTRA_OPTIONS = {
     "libvpx-vp9": {"b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"},
 }
-_PRESET_CODECS = ("libx264", "libx265", "libsvtav1")
 # encoders worth naming when the one asked for is missing
 _KNOWN_ENCODERS = (
     "libx264",
@@ -70,79 +91,52 @@ def _convert_depth(data: np.ndarray, bit_depth: int) -> np.ndarray:
 
 
 class _FramesWriter(FrameWriter):
+    """PNG frames, each written atomically; the caller decides what may be in the folder already
+    (see :mod:`rvrt.inference.outputs`). Without ``overwrite`` no existing file is ever replaced."""
+
     def __init__(self, dest: Path, like: MediaInfo, width: int, height: int, bit_depth: int,
-                 overwrite: bool, resume: bool, compress_level: int) -> None:  # fmt: skip
+                 overwrite: bool, compress_level: int, first: int = 0) -> None:  # fmt: skip
         super().__init__(dest, width, height)
         self.bit_depth = bit_depth
         self.compress_level = compress_level
+        self.overwrite = overwrite
+        self.first = first  # index of the first frame this writer writes
         self._names = like.names or ()
         if dest.exists() and not dest.is_dir():
-            raise InputError(f"output {dest} exists and is not a folder")
+            raise OutputError(f"output {dest} exists and is not a folder")
         self._created = not dest.exists()
-        dest.mkdir(parents=True, exist_ok=True)
-        for leftover in dest.glob(".*.png.part"):  # from an interrupted run
-            leftover.unlink()
-        entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
-        frames = [p for p in entries if p.is_file() and p.suffix == ".png"]
-        if resume:
-            self.completed = self._check_resume(frames)
-        elif entries and overwrite:
-            for p in frames:
-                p.unlink()
-            logger.info("%s: removed %d existing PNG frames (overwrite)", dest, len(frames))
-        elif entries:
-            raise InputError(
-                f"output folder {dest} is not empty ({len(entries)} entries); pass overwrite (--overwrite) "
-                "to replace its frames or resume (--resume) to continue an interrupted run"
-            )
-        if self.completed:
-            logger.info("%s: resuming after %d finished frames", dest, self.completed)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise os_error(err, "create the folder", dest) from err
 
-    def _check_resume(self, frames: list[Path]) -> int:
-        done = len(frames)
-        if not done:
-            return 0
-        stems = {p.stem for p in frames}
-        expected = {self._name_of(i) for i in range(done)}
-        if stems != expected:
-            odd = sorted(stems - expected, key=natural_key)
-            raise InputError(
-                f"cannot resume into {self.path}: its {done} PNG files are not the first {done} frames of "
-                f"the input (unexpected {odd[0]}.png); use overwrite (--overwrite) to start again"
-            )
-        header = read_image_header(self.path / f"{self._name_of(done - 1)}.png")
-        if (header.width, header.height, header.bit_depth) != (self.width, self.height, self.bit_depth):
-            raise InputError(
-                f"cannot resume into {self.path}: its frames are {header.width}x{header.height} "
-                f"{header.bit_depth}-bit but this run writes {self.width}x{self.height} {self.bit_depth}-bit"
-            )
-        return done
-
-    def _name_of(self, index: int) -> str:
+    def name_of(self, index: int) -> str:
         """Name of frame ``index`` as the reader calls it (input file stem, or ``%08d`` for videos)."""
         return self._names[index] if index < len(self._names) else f"{index:08d}"
 
-    def write(self, data: np.ndarray, name: str | None = None) -> None:
+    def write(self, data: np.ndarray, name: str | None = None) -> Path:
         self._check(data)
         if name is None:
-            name = self._name_of(self.completed + self.written)
+            name = self.name_of(self.first + self.written)
         if not name or name.startswith(".") or "/" in name or os.sep in name:
             raise ValueError(f"invalid frame name {name!r}")
-        write_png(self.path / f"{name}.png", _convert_depth(data, self.bit_depth),
-                  compress_level=self.compress_level)  # fmt: skip
+        path = self.path / f"{name}.png"
+        try:
+            write_png(path, _convert_depth(data, self.bit_depth), compress_level=self.compress_level,
+                      overwrite=self.overwrite)  # fmt: skip
+        except OSError as err:
+            raise os_error(err, "write", path) from err
         self.written += 1
+        return path
 
     def close(self) -> None:
         self._finished = True
 
     def abort(self) -> None:
-        # finished frames stay: each one is complete, and they are what resume=True continues from
+        # finished frames stay: each one is complete, and they are what a resumed run continues from
         self._finished = True
-        if self.path.is_dir():
-            for leftover in self.path.glob(".*.png.part"):
-                leftover.unlink(missing_ok=True)
-            if self._created and not any(self.path.iterdir()):
-                self.path.rmdir()
+        if self._created and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
 
 
 def _exact_fps(fps: Fraction | float | int) -> Fraction:
@@ -198,8 +192,12 @@ def _chroma_multiple(pix_fmt: str) -> tuple[int, int]:
 
 class _VideoWriter(FrameWriter):
     def __init__(self, dest: Path, like: MediaInfo, width: int, height: int, fps, codec, crf, preset,
-                 pix_fmt, bit_depth: int, copy_streams: bool) -> None:  # fmt: skip
+                 pix_fmt, bit_depth: int, copy_streams: bool, overwrite: bool = False,
+                 first_frame: int = 0) -> None:  # fmt: skip
         super().__init__(dest, width, height)
+        self.overwrite = overwrite
+        # the output starts at input frame first_frame (a part of the input): copied audio follows
+        self._first_frame = first_frame
         ext = dest.suffix.lower()
         self._like = like
         self.fps = _exact_fps(fps if fps is not None else like.fps or DEFAULT_FPS)
@@ -233,10 +231,8 @@ class _VideoWriter(FrameWriter):
             self._full_chroma_fmt = _SUBSAMPLED_420_422.sub(r"\g<1>444p", self.pix_fmt)
         self._pts0 = max(round(like.start_time * self.fps), 0) if like.kind == "video" else 0
         self._tmp: Path | None = None
-        self._out = self._src = None
-        self._copied: dict[int, av.stream.Stream] = {}
-        self._pending = None
-        self._packets = None
+        self._out = None
+        self._copy: StreamCopy | None = None
         want_copy = copy_streams and like.kind == "video" and Path(like.path).is_file()
         try:
             self._open(want_copy)
@@ -263,7 +259,10 @@ class _VideoWriter(FrameWriter):
         self._tmp = tmp
         ext = dest.suffix.lower()
         container_options = {"movflags": "+faststart"} if ext in (".mp4", ".mov") else {}
-        self._out = av.open(str(tmp), "w", format=MUXERS[ext], container_options=container_options)
+        try:
+            self._out = av.open(str(tmp), "w", format=MUXERS[ext], container_options=container_options)
+        except OSError as err:
+            raise os_error(err, "write", dest) from err
         stream = self._out.add_stream(self.codec, rate=self.fps)
         stream.width = self.width + self._pad[1]
         stream.height = self.height + self._pad[0]
@@ -280,53 +279,12 @@ class _VideoWriter(FrameWriter):
         self._out.start_encoding()
 
     def _add_copied_streams(self) -> None:
-        src = open_input(Path(self._like.path))
-        self._src = src
-        for s in src.streams:
-            if s.type not in ("audio", "subtitle"):
-                if s.type != "video":
-                    logger.info("%s: %s stream #%d is not copied", self.path.name, s.type, s.index)
-                continue
-            codec = s.codec_context.codec.name if s.codec_context is not None else "?"
-            try:
-                out = self._out.add_stream_from_template(s)
-            except (ValueError, av.FFmpegError, TypeError) as err:
-                logger.warning("%s: cannot copy %s stream #%d (%s) into %s (%s); skipped",
-                               self.path.name, s.type, s.index, codec, self.path.suffix, err)  # fmt: skip
-                continue
-            for key in ("language", "title", "handler_name"):
-                if key in s.metadata:
-                    out.metadata[key] = s.metadata[key]
-            self._copied[s.index] = out
-        if self._copied:
-            self._packets = src.demux([src.streams[i] for i in self._copied])
-        meta = {k: v for k, v in src.metadata.items() if k not in ("encoder", "major_brand", "minor_version",
-                                                                     "compatible_brands")}  # fmt: skip
-        self._out.metadata.update(meta)
-
-    def _copy_until(self, seconds: float) -> None:
-        """Mux copied packets that start before ``seconds`` (keeps the streams interleaved)."""
-        while self._packets is not None:
-            packet = self._pending
-            if packet is None:
-                try:
-                    packet = next(self._packets)
-                except StopIteration:
-                    self._packets = None
-                    break
-                except av.FFmpegError as err:
-                    logger.warning("%s: stopped copying audio/subtitles: %s", self.path.name, err)
-                    self._packets = None
-                    break
-                if packet.dts is None and packet.pts is None:
-                    continue  # demuxer flush packet
-            stamp = packet.pts if packet.pts is not None else packet.dts
-            if float(stamp * packet.time_base) >= seconds:
-                self._pending = packet
-                break
-            self._pending = None
-            packet.stream = self._copied[packet.stream.index]
-            self._out.mux(packet)
+        like = self._like
+        in_fps = like.fps or DEFAULT_FPS
+        skip = self._first_frame / in_fps
+        self._copy = StreamCopy(
+            Path(like.path), self._out, name=self.path.name, start=like.start_time + skip if skip else 0.0, shift=skip
+        )
 
     def _to_video_frame(self, data: np.ndarray) -> av.VideoFrame:
         if any(self._pad):
@@ -359,7 +317,8 @@ class _VideoWriter(FrameWriter):
         for packet in self._stream.encode(frame):
             self._out.mux(packet)
         self.written += 1
-        self._copy_until(self._like.start_time + self.written / self.fps)
+        if self._copy is not None:
+            self._copy.until(self._like.start_time + self.written / self.fps)
 
     def close(self) -> None:
         if self._finished:
@@ -369,35 +328,39 @@ class _VideoWriter(FrameWriter):
                 raise InputError(f"no frames were written to {self.path}")
             for packet in self._stream.encode(None):
                 self._out.mux(packet)
-            complete = self._like.frame_count is not None and self.written >= self._like.frame_count
-            # a partial restore keeps the audio of the frames written; a full one keeps all of it
-            self._copy_until(math.inf if complete else self._like.start_time + self.written / self.fps)
+            if self._copy is not None:
+                end = self._like.frame_count
+                complete = end is not None and self._first_frame + self.written * self._like_rate() >= end
+                # a partial restore keeps the audio of the frames written; a full one keeps all of it
+                self._copy.finish(math.inf if complete else self._like.start_time + self.written / self.fps)
+                self._copy = None
             self._out.close()
             self._out = None
-            os.replace(self._tmp, self.path)
+            place(self._tmp, self.path, overwrite=self.overwrite)
             self._tmp = None
+        except OSError as err:
+            self.abort()
+            raise os_error(err, "write", self.path) from err
         except BaseException:
             self.abort()
             raise
-        finally:
-            self._close_source()
         self._finished = True
 
-    def _close_source(self) -> None:
-        self._packets = self._pending = None
-        if self._src is not None:
-            self._src.close()
-            self._src = None
+    def _like_rate(self) -> float:
+        """Input frames per output frame (1, or 1/2 for a doubled frame rate)."""
+        return float((self._like.fps or DEFAULT_FPS) / self.fps)
 
     def abort(self) -> None:
         self._finished = True
+        if self._copy is not None:
+            self._copy.close()
+            self._copy = None
         if self._out is not None:
             try:
                 self._out.close()
             except (av.FFmpegError, OSError, ValueError) as err:
                 logger.debug("closing %s after an error: %s", self._tmp, err)
             self._out = None
-        self._close_source()
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
@@ -430,13 +393,23 @@ def _default_pix_fmt(codec: av.Codec, bit_depth: int) -> str:
 
 
 def _codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+    """Encoder options for ``crf`` and ``preset``.
+
+    Raises:
+        InputError: a crf outside the encoder's range, a preset it does not know.
+    """
     options = dict(_EXTRA_OPTIONS.get(codec, {}))
     if crf is not None and codec not in _CRF:
         logger.warning("encoder %s has no crf setting; crf=%s ignored", codec, crf)
     elif codec in _CRF:
+        low, high = _CRF_RANGE[codec]
+        if crf is not None and not low <= crf <= high:
+            raise InputError(f"--crf for {codec} must be {low}..{high} (lower is better quality); got {crf}")
         options["crf"] = str(_CRF[codec] if crf is None else crf)
     if preset is not None:
-        if codec in _PRESET_CODECS:
+        if codec in _PRESETS:
+            if str(preset) not in _PRESETS[codec]:
+                raise InputError(f"--preset for {codec} must be one of {', '.join(_PRESETS[codec])}; got {preset!r}")
             options["preset"] = str(preset)
         else:
             logger.warning("encoder %s has no preset setting; preset=%s ignored", codec, preset)
@@ -489,6 +462,33 @@ def _refuse_own_input(dest: Path, like: MediaInfo) -> None:
         raise InputError(f"output {dest} is (or holds) the input {like.path}; choose another output")
 
 
+def output_kind(dest: str | os.PathLike) -> str:
+    """``"video"`` for a known video extension, ``"frames"`` for a folder path (an existing folder,
+    a name without extension, or one ending in a path separator).
+
+    Raises:
+        InputError: anything else (``out.xyz``, ``frame.png``): one would silently become a folder.
+    """
+    text = os.fspath(dest)
+    path = Path(text).expanduser()
+    ext = path.suffix.lower()
+    if ext in MUXERS and not path.is_dir():
+        return "video"
+    if path.is_dir() or text.endswith(("/", os.sep)) or not ext:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"output {path} exists and is not a folder")
+        return "frames"
+    if ext in IMAGE_EXTENSIONS:
+        raise InputError(
+            f"output {path} looks like an image file; give a folder for frames or a video file "
+            f"({' '.join(VIDEO_EXTENSIONS)})"
+        )
+    raise InputError(
+        f"output {path}: {ext!r} is not a video type this build writes ({' '.join(VIDEO_EXTENSIONS)}); for "
+        f"PNG frames give a folder (a name without extension, or ending in '/')"
+    )
+
+
 def open_writer(
     dest: str | os.PathLike,
     *,
@@ -503,13 +503,13 @@ def open_writer(
     bit_depth: int = 8,
     copy_streams: bool = True,
     overwrite: bool = False,
-    resume: bool = False,
     compress_level: int = 3,
+    first_frame: int = 0,
 ) -> FrameWriter:
     """Open a video file or a folder of PNG frames for writing restored frames.
 
     Args:
-        dest: ``*.mp4 .mkv .mov .avi .webm .gif``: a video; anything else: a folder of PNG frames.
+        dest: a video (see :func:`output_kind`) or a folder for PNG frames.
         like: the input (from :func:`probe`): frame rate, colour tags, audio/subtitle streams, names.
         width, height: size of the frames that will be written.
         fps: frame rate of a video output (default: ``like.fps``, else 25); floats near 29.97 etc.
@@ -518,13 +518,15 @@ def open_writer(
         bit_depth: 8 or 16. Frames folder: 24 or 48-bit PNG. Video: 16 picks a 10-bit pixel format
             where the encoder has one.
         copy_streams: copy the audio and subtitle streams of an input video (packets, no re-encoding).
-        overwrite: replace an existing video file / the PNG frames of an existing folder.
-        resume: continue a frames folder (see module doc); not possible for video files.
+        overwrite: replace an existing video file; write into a folder that holds files (files with
+            the names of the frames written are replaced, others are left alone).
         compress_level: zlib level of PNG frames (0..9).
+        first_frame: the first frame written is input frame ``first_frame`` (a part of the input):
+            frame names and copied audio follow.
 
     Raises:
-        InputError: existing output without overwrite/resume, unknown encoder or pixel format, a
-            resume that does not match the folder.
+        InputError: an output path of no known kind, unknown encoder or pixel format, bad settings.
+        OutputError: an existing output without ``overwrite``; the operating system refuses.
     """
     dest = Path(dest).expanduser()
     if bit_depth not in (8, 16):
@@ -532,18 +534,11 @@ def open_writer(
     if width <= 0 or height <= 0:
         raise InputError(f"output size must be positive, got {width}x{height}")
     _refuse_own_input(dest, like)
-    ext = dest.suffix.lower()
-    if ext in IMAGE_EXTENSIONS:
-        raise InputError(
-            f"output {dest} looks like an image file; give a folder for frames or a video file "
-            f"({' '.join(VIDEO_EXTENSIONS)})"
-        )
-    if ext not in MUXERS:
-        return _FramesWriter(dest, like, width, height, bit_depth, overwrite, resume, compress_level)
-    if resume:
-        raise InputError(f"cannot resume into the video file {dest}; write to a frames folder to be able to resume")
-    if dest.is_dir():
-        raise InputError(f"output {dest} is a folder, not a video file")
+    if output_kind(dest) == "frames":
+        if dest.is_dir() and not overwrite and any(not p.name.startswith(".") for p in dest.iterdir()):
+            raise OutputError(f"output folder {dest} is not empty; pass overwrite (--overwrite) to write into it")
+        return _FramesWriter(dest, like, width, height, bit_depth, overwrite, compress_level, first_frame)
     if dest.exists() and not overwrite:
-        raise InputError(f"output {dest} already exists; pass overwrite (--overwrite) to replace it")
-    return _VideoWriter(dest, like, width, height, fps, codec, crf, preset, pix_fmt, bit_depth, copy_streams)
+        raise OutputError(f"output {dest} already exists; pass overwrite (--overwrite) to replace it")
+    return _VideoWriter(dest, like, width, height, fps, codec, crf, preset, pix_fmt, bit_depth, copy_streams,
+                        overwrite, first_frame)  # fmt: skip

@@ -17,44 +17,40 @@ Reading (:func:`open_reader`, :func:`probe`):
 
 Writing (:func:`open_writer`):
 
-* a destination ending in ``.mp4 .mkv .mov .avi .webm .gif`` is a video. Defaults: libx264
-  ``yuv420p`` crf 18 (mp4/mkv/mov/avi), libvpx-vp9 crf 20 (webm), a per-frame palette (gif).
-  Frame rate, colour tags, audio and subtitle streams (packets copied, not re-encoded) come from
-  the input video; a partial restore keeps only the audio of the frames written. Colour tags
+* a destination ending in ``.mp4 .mkv .mov .avi .webm .gif`` is a video; a folder path (an
+  existing folder, a name without extension, or one ending in ``/``) is a folder of PNG frames;
+  anything else is an error (:func:`output_kind`), so ``out.xyz`` never silently becomes a folder.
+* videos: defaults libx264 ``yuv420p`` crf 18 (mp4/mkv/mov/avi), libvpx-vp9 crf 20 (webm), a
+  per-frame palette (gif); crf and preset are checked against the encoder's range. Frame rate,
+  colour tags, audio and subtitle streams (packets copied, not re-encoded, :mod:`.copy`) come
+  from the input video; a partial restore keeps only the audio of the frames written. Colour tags
   are always written (BT.709 for frames folders, the assumed matrix for untagged videos) and the
   RGB -> YUV conversion uses them. For H.264/HEVC/MPEG-4 the chroma is subsampled co-sited
   (left), as their decoders assume. The file is written under a hidden temporary name in the
-  destination folder and renamed into place by ``close()``; ``abort()`` deletes it.
+  destination folder and moved into place by ``close()``, which never replaces a file that
+  appeared meanwhile unless ``overwrite``; ``abort()`` deletes it. Long runs write videos in
+  segments that are joined at the end (:mod:`.segments`), so an interrupted run can resume.
 * Odd sizes with a chroma-subsampled pixel format (``yuv420p`` needs even width and height):
   the last column/row is repeated to reach an even size, and this is logged. Repeating one
   line is invisible, whereas ``yuv444p`` (which would allow odd sizes) does not play in
   browsers or QuickTime.
-* any other destination is a folder of PNG frames (8 or 16-bit RGB), named like the input
-  frames, each written atomically (temporary file + ``os.replace``). An existing non-empty
-  folder is refused unless ``overwrite`` (its PNG files are deleted first) or ``resume``.
-  ``abort()`` keeps the finished frames (each one is complete) and removes partial ones.
+* frames folders: PNG frames (8 or 16-bit RGB), named like the input frames, each written
+  atomically. An existing non-empty folder is refused unless ``overwrite``; what an interrupted
+  run left, and what ``--overwrite`` may remove, is the business of :mod:`rvrt.inference.outputs`.
+  ``abort()`` keeps the finished frames (each one is complete).
 
-Resuming into a frames folder (``resume=True``): ``writer.completed`` is the number of finished
-PNG frames already in the folder; they must be the first ``completed`` frames of the input (this
-is checked). The caller then reads the input from there and writes the rest::
-
-    info = probe(src)
-    with open_writer(dst, like=info, width=..., height=..., resume=True) as writer:
-        with open_reader(src, start=writer.completed) as reader:
-            for frame in reader:
-                writer.write(restore(frame.data), name=frame.name)
-
-A video output cannot be resumed. It is always constant frame rate (a variable-rate source is
-written at its average rate); ``open_reader(start=n)`` on a video decodes and drops the first n
-frames, since seeking is not frame-exact.
+Videos are written at a constant frame rate (a variable-rate source is written at its average
+rate); ``open_reader(start=n)`` on a video decodes and drops the first n frames, since seeking is
+not frame-exact. :func:`check_length` counts the packets of a video against what its container
+states, to catch truncated files before hours of work.
 """
 
 from __future__ import annotations
 
-from rvrt.inference.image_io import IMAGE_EXTENSIONS, natural_key
-from rvrt.inference.media import DEFAULT_FPS, VIDEO_EXTENSIONS, Frame, FrameReader, FrameWriter, MediaInfo
-from rvrt.inference.readers import open_reader, probe
-from rvrt.inference.writers import open_writer
+from rvrt.media.images import IMAGE_EXTENSIONS, natural_key
+from rvrt.media.info import DEFAULT_FPS, VIDEO_EXTENSIONS, Frame, FrameReader, FrameWriter, MediaInfo
+from rvrt.media.readers import VideoLength, check_length, open_reader, probe
+from rvrt.media.writers import open_writer, output_kind
 
 __all__ = [
     "MediaInfo",
@@ -64,6 +60,9 @@ __all__ = [
     "probe",
     "open_reader",
     "open_writer",
+    "output_kind",
+    "check_length",
+    "VideoLength",
     "natural_key",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import av
 import numpy as np
 
 from rvrt.errors import InputError
-from rvrt.inference.image_io import (
+from rvrt.media.images import (
     ALPHA_NOTE,
     GRAY_NOTE,
     IMAGE_EXTENSIONS,
@@ -22,7 +23,7 @@ from rvrt.inference.image_io import (
     read_image_header,
     to_rgb,
 )
-from rvrt.inference.media import (
+from rvrt.media.info import (
     READ_SWS_FLAGS,
     SWS_MATRIX,
     Frame,
@@ -35,7 +36,7 @@ from rvrt.inference.media import (
     to_rgb_float,
 )
 
-__all__ = ["probe", "open_reader"]
+__all__ = ["probe", "open_reader", "check_length", "VideoLength"]
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,83 @@ def probe(source: str | os.PathLike) -> MediaInfo:
     raise InputError(f"input not found: {path}")
 
 
+@dataclass(frozen=True)
+class VideoLength:
+    """How many frames a video holds, against how many its container states (:func:`check_length`).
+
+    Attributes:
+        present: video packets in the file (one per frame for every codec rvrt writes or tests).
+        stated: the container's frame count (exact in MP4/MOV), else duration x frame rate, or None.
+        exact: ``stated`` is the container's frame count, not an estimate from the duration.
+        covered: seconds from the first to the end of the last video packet.
+        duration: the duration the container states, seconds (None if it states none).
+    """
+
+    present: int
+    stated: int | None
+    exact: bool
+    covered: float | None
+    duration: float | None
+
+    @property
+    def truncated(self) -> bool:
+        """Fewer frames than stated: exactly so for a stated count; for a duration, the packets end
+        more than two frame intervals (and more than 1 %) before it."""
+        if self.stated is None:
+            return False
+        if self.exact:
+            return self.present < self.stated
+        if self.covered is None or self.duration is None:
+            return False
+        gap = self.duration - self.covered
+        step = self.duration / max(self.stated, 1)
+        return gap > max(2 * step, 0.01 * self.duration)
+
+    def describe(self, path: str) -> str:
+        what = (
+            f"states {self.stated} frames"
+            if self.exact
+            else f"lasts {self.duration:.2f} s (about {self.stated} frames)"
+        )
+        return f"{path} {what} but holds {self.present}"
+
+
+def check_length(info: MediaInfo) -> VideoLength | None:
+    """Count the video packets of ``info``'s file (reads the file without decoding; about a second
+    per GB) and compare with what its container states. None for frames folders."""
+    if info.kind != "video":
+        return None
+    path = Path(info.path)
+    with open_input(path) as container:
+        stream = container.streams.video[0]
+        count, first, last_end = 0, None, None
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                count += 1
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is not None:
+                    start = float(stamp * packet.time_base)
+                    end = start + float((packet.duration or 0) * packet.time_base)
+                    first = start if first is None else min(first, start)
+                    last_end = end if last_end is None else max(last_end, end)
+        except av.FFmpegError:
+            pass  # a damaged tail: what was read so far is what the file holds
+        exact = bool(stream.frames)
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        seconds = _stream_seconds(stream, container, info.start_time)
+        stated = int(stream.frames) if exact else (round(seconds * fps) if seconds and fps else None)
+    covered = last_end - (first or 0.0) if last_end is not None else None
+    return VideoLength(count, stated, exact, covered, seconds)
+
+
 class _VideoReader(FrameReader):
+    #: on a frame the decoder cannot decode: "raise" (InputError) or "stop" (end the stream there)
+    on_damage = "raise"
+    #: ``(frame index, message)`` where decoding stopped because of damage, or None
+    damaged: tuple[int, str] | None = None
+
     def __init__(self, info: MediaInfo, start: int) -> None:
         super().__init__(info, start)
         self._steps = (info.rotation // 90) % 4
@@ -242,7 +319,14 @@ class _VideoReader(FrameReader):
                 except StopIteration:
                     break
                 except av.FFmpegError as err:
-                    raise InputError(f"{path}: cannot decode frame {index}: {err}") from err
+                    if self.on_damage == "stop":
+                        self.damaged = (index, str(err))
+                        logger.warning("%s: frame %d cannot be decoded (%s); the input ends there", path, index, err)
+                        break
+                    raise InputError(
+                        f"{path}: frame {index} cannot be decoded ({err}): the file is damaged or truncated; "
+                        "--allow-truncated restores the frames before it"
+                    ) from err
                 if index >= self.start:
                     data = self._to_rgb(frame)
                     if data.shape[:2] != (self.info.height, self.info.width):
@@ -292,7 +376,9 @@ class _FramesReader(FrameReader):
             yield Frame(index, info.names[index], data)
 
 
-def open_reader(source: str | os.PathLike, *, start: int = 0) -> FrameReader:
+def open_reader(
+    source: str | os.PathLike, *, start: int = 0, info: MediaInfo | None = None, on_damage: str = "raise"
+) -> FrameReader:
     """Open a video file, a folder of frames or a glob pattern for streaming reading.
 
     Args:
@@ -300,13 +386,22 @@ def open_reader(source: str | os.PathLike, *, start: int = 0) -> FrameReader:
             glob pattern such as ``"dir/*.png"``.
         start: skip the first ``start`` frames (to resume); videos still decode the skipped frames,
             since seeking is not frame-exact.
+        info: what :func:`probe` said of ``source`` (probed again when None).
+        on_damage: a video frame that cannot be decoded ``"raise"`` s an InputError, or ``"stop"`` s
+            the stream there (``reader.damaged`` then says where and why).
 
     Raises:
         InputError: see :func:`probe`; also while iterating, for a frame that cannot be decoded.
     """
-    info = probe(source)
+    if on_damage not in ("raise", "stop"):
+        raise ValueError(f"on_damage must be 'raise' or 'stop'; got {on_damage!r}")
+    info = probe(source) if info is None else info
     if info.channels_note:
         logger.warning("%s: %s", info.path, info.channels_note)
     if info.rotation:
         logger.info("%s: rotated by %d degrees, as the video asks", info.path, info.rotation)
-    return _VideoReader(info, start) if info.kind == "video" else _FramesReader(info, start)
+    if info.kind != "video":
+        return _FramesReader(info, start)
+    reader = _VideoReader(info, start)
+    reader.on_damage = on_damage
+    return reader

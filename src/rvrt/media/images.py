@@ -221,19 +221,16 @@ def encode_png(rgb: np.ndarray, *, compress_level: int = 3) -> bytes:
     )
 
 
-def write_png(path: str | os.PathLike, rgb: np.ndarray, *, compress_level: int = 3) -> Path:
-    """Write ``rgb`` as PNG atomically (temporary file in the same folder, then ``os.replace``).
+def write_png(path: str | os.PathLike, rgb: np.ndarray, *, compress_level: int = 3, overwrite: bool = True) -> Path:
+    """Write ``rgb`` as PNG atomically (:func:`rvrt.files.atomic_write`): a crash or an exception
+    never leaves a partial file under ``path``; without ``overwrite`` an existing file is kept
+    (:class:`~rvrt.errors.OutputError`)."""
+    from rvrt.files import atomic_write
 
-    A crash or an exception never leaves a partial file under ``path``.
-    """
-    path = Path(path)
     data = encode_png(rgb, compress_level=compress_level)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write, overwrite=overwrite)

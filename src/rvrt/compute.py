@@ -1,0 +1,134 @@
+"""Where and in which precision models run: device and dtype names, available memory, peak memory.
+
+The one place that turns ``--device`` and ``--dtype`` into torch objects and that reads how
+much memory a run may use; the inference planner and the command line both come here.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import torch
+
+from rvrt.errors import InputError
+
+__all__ = [
+    "DTYPES",
+    "available_memory",
+    "dtype_name",
+    "host_memory_mb",
+    "peak_host_memory_mb",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+#: the dtype vocabulary of every option (``--dtype``, ``dtype=``); the long names are accepted too
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Raises:
+        InputError: an unknown or unavailable device, or not a device at all.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise InputError(f"device must be a string such as 'cpu' or 'cuda:0'; got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device} requested but CUDA is not available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type != "cpu":
+        raise InputError(f"device {device} is not supported: use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """``fp32`` / ``fp16`` / ``bf16`` (or ``float32`` ..., or the torch dtype); None is fp32.
+
+    Raises:
+        InputError: any other value.
+    """
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise InputError(f"unsupported dtype {dtype}: use fp32, fp16 or bf16")
+        return dtype
+    if not isinstance(dtype, str):
+        raise InputError(f"dtype must be 'fp32', 'fp16' or 'bf16'; got {type(dtype).__name__}")
+    key = _ALIASES.get(dtype.lower(), dtype.lower())
+    if key not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}: use fp32, fp16 or bf16")
+    return DTYPES[key]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The short name (``fp32``, ``fp16``, ``bf16``) of a torch dtype."""
+    return next(k for k, v in DTYPES.items() if v == dtype)
+
+
+def _cgroup_room() -> int | None:
+    """Memory this process may still use under a cgroup v2 or v1 limit (containers), if limited."""
+    for limit, used in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            text = Path(limit).read_text().strip()
+            if text == "max" or int(text) >= 1 << 60:
+                return None
+            return max(int(text) - int(Path(used).read_text()), 0)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes a new allocation can still get: free device memory on CUDA (plus what the caching
+    allocator holds unused); on the CPU the kernel's ``MemAvailable``, lowered to what a
+    container's memory limit leaves. 4 GiB when nothing can be read."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 4 << 30
+    room = _cgroup_room()
+    return min(avail, room) if room is not None else avail
+
+
+def host_memory_mb() -> float:
+    """Resident memory of this process now (MB)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return peak_host_memory_mb()
+
+
+def peak_host_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if os.uname().sysname == "Darwin" else peak / 1024.0

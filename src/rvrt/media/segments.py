@@ -1,0 +1,253 @@
+"""A video output written in segments and joined at the end, so a long run can resume.
+
+The frames are encoded into standalone segments of ``segment_frames`` frames each (each starts
+with a key frame) in a work folder next to the output. When all frames are written the
+segments are joined into the output by copying their packets (no re-encoding), with the audio
+and subtitle streams of the input muxed once, then the file is moved into place. A run that is
+killed loses at most the segment it was writing: the finished ones are listed by the caller
+(:class:`Segment` records, see :mod:`rvrt.inference.outputs`) and a resumed run continues after
+them. Segment boundaries are fixed frame numbers, so an interrupted and resumed run writes the
+very segments an uninterrupted run writes.
+
+Segments of H.264/HEVC/MPEG-4/VP9/AV1 bound for MP4, MOV or Matroska are written as MP4 (it keeps
+every packet's decoding time, which Matroska does not, and B-frames need it); other outputs
+use their own container. GIF is written as one segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from rvrt.errors import OutputError
+from rvrt.files import os_error, place, temp_path_for
+from rvrt.media.copy import StreamCopy
+from rvrt.media.info import DEFAULT_FPS, MUXERS, FrameWriter, MediaInfo, open_input
+from rvrt.media.writers import _DEFAULT_CODEC, _exact_fps, _VideoWriter
+
+__all__ = ["Segment", "SegmentedVideoWriter", "segment_container", "verify_segment"]
+
+logger = logging.getLogger(__name__)
+
+_MP4_CODECS = ("h264", "hevc", "mpeg4", "vp9", "av1")
+#: segments never hold more frames than this, whatever is asked: a GIF is one segment
+_ONE_SEGMENT = 1 << 62
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A finished segment: output frames ``first .. first + frames - 1`` in ``file`` (``bytes`` long)."""
+
+    index: int
+    first: int
+    frames: int
+    file: str
+    bytes: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def segment_container(dest_ext: str, codec: str) -> str:
+    """The file extension segments of a ``dest_ext`` output encoded with ``codec`` are written in."""
+    try:
+        family = av.Codec(codec, "w").canonical_name
+    except (av.FFmpegError, ValueError):
+        family = codec
+    if dest_ext in (".mp4", ".mov", ".mkv") and family in _MP4_CODECS:
+        return ".mp4"
+    return dest_ext
+
+
+class SegmentedVideoWriter(FrameWriter):
+    """Write frames into segments in ``workdir``; :meth:`close` joins them into ``dest``.
+
+    Args:
+        dest: the output video.
+        workdir: folder for the segments (created; kept after :meth:`abort`).
+        like: the input (frame rate, colour tags, the file whose audio/subtitles are copied).
+        width, height, fps, codec, crf, preset, pix_fmt, bit_depth: the encoding, as for
+            :func:`rvrt.media.open_writer`.
+        copy_streams: copy the input's audio and subtitles into the joined output.
+        overwrite: the joined output may replace an existing ``dest``.
+        first_frame: input frame of output frame 0 (a part of the input): copied audio follows.
+        segment_frames: frames per segment.
+        done: segments finished by an earlier run (checked by the caller): writing continues after them.
+        on_segment: told of every segment finished (to record it).
+        total: output frames the run will write, if known (to keep all the audio when complete).
+    """
+
+    def __init__(self, dest: Path, workdir: Path, like: MediaInfo, width: int, height: int, *, fps=None,
+                 codec=None, crf=None, preset=None, pix_fmt=None, bit_depth: int = 8, copy_streams: bool = True,
+                 overwrite: bool = False, first_frame: int = 0, segment_frames: int = 250,
+                 done: list[Segment] | None = None, on_segment: Callable[[Segment], None] | None = None,
+                 total: int | None = None) -> None:  # fmt: skip
+        super().__init__(dest, width, height)
+        self.workdir = workdir
+        self.like = like
+        self.overwrite = overwrite
+        self.copy_streams = copy_streams
+        self.first_frame = first_frame
+        self.total = total
+        self.segments: list[Segment] = list(done or [])
+        self.completed = sum(s.frames for s in self.segments)
+        self.on_segment = on_segment
+        self._settings = dict(fps=fps, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, bit_depth=bit_depth)
+        self._current: _VideoWriter | None = None
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise os_error(err, "create the folder", workdir) from err
+        # the first segment's writer checks the encoder settings now, before any work is done
+        self._current = self._open_segment()
+        self.fps = self._current.fps
+        self.codec = self._current.codec
+        self.pix_fmt = self._current.pix_fmt
+        self._settings.update(fps=self.fps, codec=self.codec, pix_fmt=self.pix_fmt)
+        self.segment_frames = _ONE_SEGMENT if dest.suffix.lower() == ".gif" else segment_frames
+        if self.segments and any(s.frames != self.segment_frames for s in self.segments):
+            raise OutputError(f"the segments in {workdir} are of another length; start again with --overwrite")
+
+    def _open_segment(self) -> _VideoWriter:
+        ext = self.path.suffix.lower()
+        s = self._settings
+        codec = s["codec"] or _DEFAULT_CODEC[ext]
+        path = self.workdir / f"seg-{len(self.segments):06d}{segment_container(ext, codec)}"
+        # segments start at time 0; the join places them on the output's timeline
+        like = dataclasses.replace(self.like, start_time=0.0)
+        return _VideoWriter(path, like, self.width, self.height, s["fps"] if s["fps"] is not None else self.like.fps,
+                            codec, s["crf"], s["preset"], s["pix_fmt"], s["bit_depth"], False, True)  # fmt: skip
+
+    def write(self, data: np.ndarray, name: str | None = None) -> None:
+        self._check(data)
+        if self._current is None:
+            self._current = self._open_segment()
+        self._current.write(data)
+        self.written += 1
+        if self._current.written >= self.segment_frames:
+            self._finish_segment()
+
+    def _finish_segment(self) -> None:
+        cur, self._current = self._current, None
+        cur.close()
+        first = self.segments[-1].first + self.segments[-1].frames if self.segments else 0
+        seg = Segment(len(self.segments), first, cur.written, cur.path.name, cur.path.stat().st_size)
+        self.segments.append(seg)
+        if self.on_segment is not None:
+            self.on_segment(seg)
+
+    def close(self) -> None:
+        if self._finished:
+            return
+        try:
+            if self._current is not None and self._current.written:
+                self._finish_segment()
+            elif self._current is not None:
+                self._current.abort()
+                self._current = None
+            if not self.segments:
+                raise OutputError(f"no frames were written to {self.path}")
+            self._join()
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
+
+    def _join(self) -> None:
+        dest = self.path
+        tmp = temp_path_for(dest)
+        ext = dest.suffix.lower()
+        files = [self.workdir / s.file for s in self.segments]
+        if ext == ".gif":  # one segment, nothing to join or copy
+            os.replace(files[0], tmp)
+            place(tmp, dest, overwrite=self.overwrite)
+            return
+        fps = _exact_fps(self.fps)
+        pts0 = max(round(self.like.start_time * fps), 0) if self.like.kind == "video" else 0
+        options = {"movflags": "+faststart"} if ext in (".mp4", ".mov") else {}
+        try:
+            out = av.open(str(tmp), "w", format=MUXERS[ext], container_options=options)
+        except OSError as err:
+            raise os_error(err, "write", dest) from err
+        copy = None
+        try:
+            with open_input(files[0]) as first:
+                template = first.streams.video[0]
+                extradata = template.codec_context.extradata
+                video = out.add_stream_from_template(template)
+            if self.copy_streams and self.like.kind == "video" and Path(self.like.path).is_file():
+                in_fps = self.like.fps or DEFAULT_FPS
+                skip = self.first_frame / in_fps
+                start = self.like.start_time + skip if skip else 0.0
+                copy = StreamCopy(Path(self.like.path), out, name=dest.name, start=start, shift=skip)
+            out.start_encoding()
+            for seg, path in zip(self.segments, files, strict=True):
+                with open_input(path) as c:
+                    stream = c.streams.video[0]
+                    if stream.codec_context.extradata != extradata:
+                        raise OutputError(f"{path} was encoded with other settings than the first segment")
+                    offset = Fraction(pts0 + seg.first) / fps
+                    for packet in c.demux(stream):
+                        if packet.dts is None and packet.pts is None:
+                            continue
+                        shift = round(offset / packet.time_base)
+                        at = float((packet.pts or 0) * packet.time_base) + float(offset)
+                        if packet.pts is not None:
+                            packet.pts += shift
+                        if packet.dts is not None:
+                            packet.dts += shift
+                        packet.stream = video
+                        out.mux(packet)
+                        if copy is not None:
+                            copy.until(at)
+            if copy is not None:
+                frames = self.segments[-1].first + self.segments[-1].frames
+                complete = self.total is not None and frames >= self.total
+                copy.finish(math.inf if complete else self.like.start_time + frames / fps)
+                copy = None
+            out.close()
+            out = None
+            place(tmp, dest, overwrite=self.overwrite)
+        except OSError as err:
+            raise os_error(err, "write", dest) from err
+        finally:
+            if copy is not None:
+                copy.close()
+            if out is not None:
+                try:
+                    out.close()
+                except (av.FFmpegError, OSError, ValueError):
+                    pass
+            tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        # finished segments stay: they are what a resumed run continues from
+        self._finished = True
+        if self._current is not None:
+            self._current.abort()
+            self._current = None
+
+
+def verify_segment(path: Path, seg: Segment) -> str | None:
+    """Why a recorded segment cannot be kept (missing, another size, another frame count), or None."""
+    if not path.is_file():
+        return "missing"
+    if path.stat().st_size != seg.bytes:
+        return f"{path.stat().st_size} bytes instead of {seg.bytes}"
+    try:
+        with open_input(path) as c:
+            count = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+    except Exception as err:  # noqa: BLE001 - any failure means the segment cannot be used
+        return f"unreadable ({err})"
+    if count != seg.frames:
+        return f"{count} frames instead of {seg.frames}"
+    return None
