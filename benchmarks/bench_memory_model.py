@@ -90,6 +90,10 @@ def grid(name: str, quick: bool) -> list[dict]:
         if not quick:
             for h, w, t in ((128, 96, 6), (180, 320, 6)):
                 pts.append(dict(arch="rvrt", kwargs=_rvrt(48), t=t, h=h, w=w, dtype="bf16"))
+    if name in ("long", "all") and not quick:  # long windows, where the planner's choices are made
+        for d, (h, w), t in ((16, (128, 96), 30), (48, (128, 96), 30), (96, (128, 96), 24), (16, (180, 320), 24),
+                             (48, (180, 320), 20), (32, (180, 320), 30)):  # fmt: skip
+            pts.append(dict(arch="rvrt", kwargs=_rvrt(d), t=t, h=h, w=w, dtype="fp32"))
     if name in ("rvrt1", "all"):
         dims = (32,) if quick else (16, 48)
         sizes = ((160, 160),) if quick else ((160, 160), (256, 384))
@@ -204,7 +208,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", default="all", choices=("all", "rvrt", "rvrt1", "light", "vrt", "vfi"))
+    p.add_argument("--grid", default="all", choices=("all", "rvrt", "long", "rvrt1", "light", "vrt", "vfi"))
     p.add_argument("--quick", action="store_true", help="a few small points per family")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)

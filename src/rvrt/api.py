@@ -119,7 +119,14 @@ def fetch_weights(model: str | zoo.ModelSpec, *, progress: bool = True) -> Path:
 
 
 def _build(spec: zoo.ModelSpec, **model_kwargs: Any) -> nn.Module:
-    return spec.architecture.model_class(spec.build_config(), **model_kwargs)
+    try:
+        config = spec.build_config()
+    except (TypeError, ValueError) as err:
+        raise InputError(f"invalid {spec.arch} config for {spec.name}: {err}") from err
+    try:
+        return spec.architecture.model_class(config, **model_kwargs)
+    except TypeError as err:  # an unknown model option (e.g. a misspelt gda_backend=)
+        raise InputError(f"cannot build {spec.name}: {err}") from err
 
 
 @lru_cache(maxsize=64)
@@ -158,7 +165,16 @@ def _spec_from_metadata(meta: dict[str, str], path: Path) -> zoo.ModelSpec | Non
     arch = meta.get(METADATA_ARCH, "rvrt")
     if arch not in zoo.ARCHITECTURES:
         raise WeightsError(f"{path} was written for architecture {arch!r}, unknown to this version of rvrt")
-    kwargs = json.loads(meta[METADATA_CONFIG])
+    try:
+        kwargs = json.loads(meta[METADATA_CONFIG])
+    except ValueError as err:
+        raise WeightsError(f"{path}: its model config (metadata {METADATA_CONFIG}) is not valid JSON: {err}") from err
+    if not isinstance(kwargs, dict):
+        raise WeightsError(f"{path}: its model config (metadata {METADATA_CONFIG}) is not an object of arguments")
+    try:
+        zoo.ARCHITECTURES[arch].config_class.from_kwargs(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"{path}: its model config (metadata {METADATA_CONFIG}) is invalid: {err}") from err
     name = meta.get(METADATA_NAME) or f"{arch}:{path.stem}"
     try:
         registered = zoo.get_spec(name)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvrt.models.config import ConstructorConfig
+from rvrt.models.config import ConstructorConfig, check_clip_recurrent
 from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, conv3d_per_frame, mirror_pad_end
 from rvrt.models.propagation import (
     BRANCHES,
@@ -97,6 +97,13 @@ class RVRTConfig(ConstructorConfig):
             raise ValueError(f"inputconv_groups needs 6 entries; got {self.inputconv_groups}")
         if self.nonblind_denoising and self.upscale != 1:
             raise ValueError("nonblind_denoising needs upscale=1")
+        check_clip_recurrent(self, extract_in=3 if self.upscale == 4 else self.embed_dims[0])
+        width = 2 * self.embed_dims[1]  # guided deformable attention runs at twice the feature width
+        self._check_divides("attention_heads (the attention width 2 * embed_dims[1])", width, self.attention_heads)
+        if self.deformable_groups < 2 or self.deformable_groups % 2:
+            raise ValueError(f"RVRT: deformable_groups must be even (keys and values); got {self.deformable_groups}")
+        self._check_divides("deformable_groups / 2 (the attention width 2 * embed_dims[1])", width,
+                            self.deformable_groups // 2)  # fmt: skip
 
     @property
     def in_channels(self) -> int:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from rvrt.errors import InputError
-from rvrt.models.config import ConstructorConfig
+from rvrt.models.config import ConstructorConfig, check_clip_recurrent
 from rvrt.models.layers import IndexedModules, Mlp, Upsampler, channels_linear, mirror_pad_end
 from rvrt.models.propagation import (
     BRANCHES,
@@ -109,6 +109,7 @@ class RVRTLightConfig(ConstructorConfig):
                 f"attention_heads={self.attention_heads} must divide the attention width "
                 f"2 * embed_dims[1] = {2 * self.embed_dims[1]}"
             )
+        check_clip_recurrent(self, extract_in=3)
         if not 0 <= self.recurrent_feature_refinement_steps <= len(BRANCHES):
             raise ValueError(
                 f"recurrent_feature_refinement_steps must be 0..{len(BRANCHES)}; "
