@@ -79,3 +79,27 @@ def tiny_vrt(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
         torch.save(model.state_dict(), weights)
         out[task] = (config, weights)
     return out
+
+
+# a small RVRT x4 (12 channels) with perturbed random weights, as a self-describing safetensors file:
+# the model of the runner's tests (a fraction of a second per clip on a CPU)
+TINY_SR = dict(upscale=4, embed_dims=[12, 12, 12], num_heads=[2, 2, 2], attention_heads=2, deformable_groups=2)
+
+
+def write_tiny_sr(path: Path, seed: int = 0) -> Path:
+    import rvrt
+    from rvrt.checkpoint import save_safetensors
+
+    torch.manual_seed(seed)
+    model = rvrt.RVRT(**TINY_SR)
+    with torch.no_grad():
+        for p in model.parameters():  # make the random network do something visible
+            p.add_(torch.randn_like(p) * 0.01)
+    save_safetensors(model, path, arch="rvrt", config=model.config.to_kwargs(), name=f"rvrt:{path.stem}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sr_weights(tmp_path_factory) -> Path:
+    """``tiny_sr.safetensors``: see :data:`TINY_SR`."""
+    return write_tiny_sr(tmp_path_factory.mktemp("tiny_sr") / "tiny_sr.safetensors")

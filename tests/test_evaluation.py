@@ -89,13 +89,28 @@ def test_folder_mismatches_are_input_errors(tmp_path):
     lq_root, gt_root = tmp_path / "lq", tmp_path / "gt"
     _frames(lq_root, "a", 2, 16, 16, 0)
     _frames(gt_root, "a", 3, 16, 16, 0)
-    with pytest.raises(InputError, match="2 LQ frames but 3 GT frames"):
+    with pytest.raises(InputError, match=r"paired by name and do not match \(2 LQ frames, 3 GT frames; no LQ frame"):
         evaluate(_identity, lq_root, gt_root, DEBLUR, progress=False)
     _frames(gt_root, "b", 2, 16, 16, 0)
     with pytest.raises(InputError, match="only in GT"):
         evaluate(_identity, lq_root, gt_root, DEBLUR, progress=False)
     with pytest.raises(InputError, match="not found"):
         evaluate(_identity, tmp_path / "nope", gt_root, DEBLUR, progress=False)
+
+
+def test_frames_are_paired_by_name_not_by_position(tmp_path):
+    lq_root, gt_root = tmp_path / "lq", tmp_path / "gt"
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(2)]
+    for name, img in zip(("frame 9", "frame 10"), imgs, strict=True):  # natural order: 9 before 10
+        write_image(lq_root / "a" / f"{name}.png", img)
+        write_image(gt_root / "a" / f"{name}.png", img)
+    result = evaluate(_identity, lq_root, gt_root, DEBLUR, progress=False)
+    assert [f.name for f in result.sequences[0].frames] == ["frame 9", "frame 10"]
+    assert all(math.isinf(f.psnr) for f in result.sequences[0].frames)  # each LQ frame met its own GT
+    (gt_root / "a" / "frame 10.png").rename(gt_root / "a" / "frame 11.png")
+    with pytest.raises(InputError, match="no GT frame for frame 10; no LQ frame for frame 11"):
+        evaluate(_identity, lq_root, gt_root, DEBLUR, progress=False)
 
 
 def test_size_checks(tmp_path):

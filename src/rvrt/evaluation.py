@@ -293,9 +293,21 @@ def _pairs(lq_root: Path | None, gt_root: Path, proto: Protocol, names: Sequence
             pairs.append(_Pair(key, name, lq, gt, (Path(sep.gt_frame).stem,)))
             continue
         lq_frames = lq_found[key]
-        if len(lq_frames) != len(gt_frames):
-            raise InputError(f"sequence {name}: {len(lq_frames)} LQ frames but {len(gt_frames)} GT frames")
-        pairs.append(_Pair(key, name, tuple(lq_frames), tuple(gt_frames), tuple(p.stem for p in lq_frames)))
+        gt_by_name = {p.stem: p for p in gt_frames}
+        lq_names = [p.stem for p in lq_frames]
+        only_lq = [n for n in lq_names if n not in gt_by_name]
+        only_gt = [n for n in gt_by_name if n not in set(lq_names)]
+        if only_lq or only_gt or len(gt_by_name) != len(gt_frames):
+            parts = [f"{len(lq_frames)} LQ frames, {len(gt_frames)} GT frames"]
+            if only_lq:
+                parts.append(f"no GT frame for {', '.join(only_lq[:3])}" + (" ..." if len(only_lq) > 3 else ""))
+            if only_gt:
+                parts.append(f"no LQ frame for {', '.join(only_gt[:3])}" + (" ..." if len(only_gt) > 3 else ""))
+            raise InputError(
+                f"sequence {name}: LQ and GT frames are paired by name and do not match ({'; '.join(parts)})"
+            )
+        gt_paired = tuple(gt_by_name[n] for n in lq_names)
+        pairs.append(_Pair(key, name, tuple(lq_frames), gt_paired, tuple(lq_names)))
     return pairs
 
 
@@ -386,29 +398,45 @@ def evaluate(
                 if target.exists():
                     raise InputError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
 
-    from tqdm.auto import tqdm
+    from rvrt.inference.progress import Progress
 
+    # progress counts restored frames over all sequences, and moves inside a sequence as the model works
+    per_seq = [len(pr.lq) * (2 if proto.septuplet is not None and proto.septuplet.mirror else 1) for pr in pairs]
+    bar = Progress(sum(per_seq), f"eval {proto.title}", enabled=progress)
     results = []
-    bar = tqdm(pairs, desc=f"eval {proto.title}", unit="seq", disable=not progress)
-    for pr in bar:
-        score = _evaluate_sequence(restore_fn, pr, proto, sigma, save_root)
-        results.append(score)
-        log.info(
-            "%s: PSNR %.2f dB, SSIM %.4f, PSNR-Y %.2f dB, SSIM-Y %.4f (%d frames)",
-            pr.name,
-            score.psnr,
-            score.ssim,
-            score.psnr_y,
-            score.ssim_y,
-            len(score.frames),
-        )
-        if progress:
-            bar.set_postfix_str(f"{pr.name}: {score.psnr:.2f} dB")
+    try:
+        for pr, n in zip(pairs, per_seq, strict=True):
+            score = _evaluate_sequence(restore_fn, pr, proto, sigma, save_root, bar.at)
+            bar.advance(n)
+            results.append(score)
+            log.info(
+                "%s: PSNR %.2f dB, SSIM %.4f, PSNR-Y %.2f dB, SSIM-Y %.4f (%d frames)",
+                pr.name,
+                score.psnr,
+                score.ssim,
+                score.psnr_y,
+                score.ssim_y,
+                len(score.frames),
+            )
+    finally:
+        bar.close()
     return EvalResult(proto, tuple(results), sigma)
 
 
+def _restore_with_progress(restore_fn: RestoreFn, lq: torch.Tensor, at) -> torch.Tensor:
+    """``restore_fn(lq)``; one that takes a ``progress`` argument is given ``at``, to call with how
+    many of the clip's frames are done so far (a float: it moves while a window is computed)."""
+    import inspect
+
+    try:
+        takes = "progress" in inspect.signature(restore_fn).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return restore_fn(lq, progress=at) if takes else restore_fn(lq)
+
+
 def _evaluate_sequence(
-    restore_fn: RestoreFn, pr: _Pair, proto: Protocol, sigma: float | None, save_root: Path | None
+    restore_fn: RestoreFn, pr: _Pair, proto: Protocol, sigma: float | None, save_root: Path | None, at=None
 ) -> SequenceScore:
     gt_frames = _load_frames(pr.gt, "GT", pr.name)
     if proto.noise:
@@ -425,7 +453,7 @@ def _evaluate_sequence(
     if proto.septuplet is not None and proto.septuplet.mirror:
         lq = torch.cat([lq, lq.flip(0)], 0)
 
-    out = restore_fn(lq)
+    out = _restore_with_progress(restore_fn, lq, at) if at is not None else restore_fn(lq)
     expected = (lq.shape[0], 3, gh, gw)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -29,6 +29,7 @@ from rvrt.errors import InputError, OutputError
 
 __all__ = [
     "OutputClaim",
+    "make_folder",
     "atomic_write",
     "default_file_mode",
     "loads_toml",
@@ -82,6 +83,25 @@ def remove_leftovers(path: str | os.PathLike) -> int:
 
 def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def make_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents) if needed.
+
+    Raises:
+        OutputError: a part of the path is a file, or the system refuses (one line saying which).
+    """
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise OutputError(f"cannot write into {folder}: {part} is a file, not a folder")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise os_error(err, "create the folder", folder) from err
+    return folder
 
 
 def os_error(err: OSError, action: str, path: str | os.PathLike) -> OutputError:
@@ -183,8 +203,8 @@ class OutputClaim:
         self._fd: int | None = None
 
     def acquire(self) -> OutputClaim:
+        make_folder(self.output.parent)
         try:
-            self.output.parent.mkdir(parents=True, exist_ok=True)
             while True:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
                 if not self._lock(fd):

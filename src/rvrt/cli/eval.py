@@ -72,7 +72,7 @@ def build_restore_fn(
     The default tile is the one of the model's official test command for ``protocol``
     (``spec.extras["protocol_tiles"]``, else its default test tile, a whole clip where that is
     what the authors did), so the numbers are the papers'; for other protocols it is ``auto``.
-    The function takes an optional ``progress(fraction, frames)`` callback.
+    The function takes an optional ``progress(frames_done)`` callback (a float of the clip's frames).
     """
     import torch
 
@@ -107,8 +107,18 @@ def build_restore_fn(
             )  # fmt: skip
         stage = RestoreStage(options=options, net=model, spec=spec, plan=plan, device=device, dtype=dtype,
                              scale=spec.scale)  # fmt: skip
-        frames = stage.process(iter(lq), first=0, skip_until=0, total=t, progress=progress)
-        return torch.stack([f.cpu() for _, f in frames])
+        out: list[torch.Tensor] = []
+        report = None
+        if progress is not None:
+
+            def report(fraction: float, frames: int) -> None:
+                progress(len(out) + fraction * frames)
+
+        for _, f in stage.process(iter(lq), first=0, skip_until=0, total=t, progress=report):
+            out.append(f.cpu())
+            if progress is not None:
+                progress(len(out))
+        return torch.stack(out)
 
     return restore
 

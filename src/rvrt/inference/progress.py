@@ -71,6 +71,10 @@ class Progress:
         """The work in progress is ``fraction`` done and will make ``frames`` more output frames final."""
         self._move(self.done + max(0.0, min(fraction, 1.0)) * frames)
 
+    def at(self, frames: float) -> None:
+        """``frames`` (a float) of the work since the last :meth:`advance` are done."""
+        self._move(self.done + max(0.0, frames))
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

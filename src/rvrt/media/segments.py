@@ -11,7 +11,8 @@ very segments an uninterrupted run writes.
 
 Segments of H.264/HEVC/MPEG-4/VP9/AV1 bound for MP4, MOV or Matroska are written as MP4 (it keeps
 every packet's decoding time, which Matroska does not, and B-frames need it); other outputs
-use their own container. GIF is written as one segment.
+use their own container. GIF and AVI are written straight into the output, not in segments
+(an interrupted run of them starts again).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,15 +32,17 @@ from rvrt.errors import OutputError
 from rvrt.files import os_error, place, temp_path_for
 from rvrt.media.copy import StreamCopy
 from rvrt.media.info import DEFAULT_FPS, MUXERS, FrameWriter, MediaInfo, open_input
-from rvrt.media.writers import _DEFAULT_CODEC, _exact_fps, _VideoWriter
+from rvrt.media.writers import _DEFAULT_CODEC, _container_options, _exact_fps, _VideoWriter
 
 __all__ = ["Segment", "SegmentedVideoWriter", "segment_container", "verify_segment"]
 
 logger = logging.getLogger(__name__)
 
 _MP4_CODECS = ("h264", "hevc", "mpeg4", "vp9", "av1")
-#: segments never hold more frames than this, whatever is asked: a GIF is one segment
+#: written straight into the output, not in segments: GIF (per-frame palettes) and AVI (no room for
+#: the decoding delay of B-frames in its index); an interrupted run of them starts again
 _ONE_SEGMENT = 1 << 62
+_UNSEGMENTED = (".gif", ".avi")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,13 @@ class SegmentedVideoWriter(FrameWriter):
         self.on_segment = on_segment
         self._settings = dict(fps=fps, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, bit_depth=bit_depth)
         self._current: _VideoWriter | None = None
+        self._direct: _VideoWriter | None = None
+        if dest.suffix.lower() in _UNSEGMENTED:  # written straight into the output (see the module doc)
+            self._direct = _VideoWriter(dest, like, width, height, fps, codec, crf, preset, pix_fmt, bit_depth,
+                                        copy_streams, overwrite, first_frame)  # fmt: skip
+            self.fps, self.codec, self.pix_fmt = self._direct.fps, self._direct.codec, self._direct.pix_fmt
+            self.segments, self.completed, self.segment_frames = [], 0, _ONE_SEGMENT
+            return
         try:
             workdir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -113,7 +122,7 @@ class SegmentedVideoWriter(FrameWriter):
         self.codec = self._current.codec
         self.pix_fmt = self._current.pix_fmt
         self._settings.update(fps=self.fps, codec=self.codec, pix_fmt=self.pix_fmt)
-        self.segment_frames = _ONE_SEGMENT if dest.suffix.lower() == ".gif" else segment_frames
+        self.segment_frames = segment_frames
         if self.segments and any(s.frames != self.segment_frames for s in self.segments):
             raise OutputError(f"the segments in {workdir} are of another length; start again with --overwrite")
 
@@ -129,6 +138,10 @@ class SegmentedVideoWriter(FrameWriter):
 
     def write(self, data: np.ndarray, name: str | None = None) -> None:
         self._check(data)
+        if self._direct is not None:
+            self._direct.write(data)
+            self.written += 1
+            return
         if self._current is None:
             self._current = self._open_segment()
         self._current.write(data)
@@ -147,6 +160,10 @@ class SegmentedVideoWriter(FrameWriter):
 
     def close(self) -> None:
         if self._finished:
+            return
+        if self._direct is not None:
+            self._finished = True
+            self._direct.close()
             return
         try:
             if self._current is not None and self._current.written:
@@ -167,13 +184,9 @@ class SegmentedVideoWriter(FrameWriter):
         tmp = temp_path_for(dest)
         ext = dest.suffix.lower()
         files = [self.workdir / s.file for s in self.segments]
-        if ext == ".gif":  # one segment, nothing to join or copy
-            os.replace(files[0], tmp)
-            place(tmp, dest, overwrite=self.overwrite)
-            return
         fps = _exact_fps(self.fps)
         pts0 = max(round(self.like.start_time * fps), 0) if self.like.kind == "video" else 0
-        options = {"movflags": "+faststart"} if ext in (".mp4", ".mov") else {}
+        options = _container_options(ext)
         try:
             out = av.open(str(tmp), "w", format=MUXERS[ext], container_options=options)
         except OSError as err:
@@ -184,13 +197,19 @@ class SegmentedVideoWriter(FrameWriter):
                 template = first.streams.video[0]
                 extradata = template.codec_context.extradata
                 video = out.add_stream_from_template(template)
+            video.rate = fps  # the frame rate the muxer records (Matroska rounds times to milliseconds)
             if self.copy_streams and self.like.kind == "video" and Path(self.like.path).is_file():
                 in_fps = self.like.fps or DEFAULT_FPS
                 skip = self.first_frame / in_fps
                 start = self.like.start_time + skip if skip else 0.0
                 copy = StreamCopy(Path(self.like.path), out, name=dest.name, start=start, shift=skip)
             out.start_encoding()
-            for seg, path in zip(self.segments, files, strict=True):
+            # decoding times as encoded, moved to the segment's place, and moved earlier by the frames
+            # of reordering delay a segment has less than the longest (a short last segment without
+            # B-frames has none; joined as it is, the gap would lengthen the frame before it)
+            delays = [_reorder_delay(p, fps) for p in files]
+            longest = max(delays)
+            for seg, path, delay in zip(self.segments, files, delays, strict=True):
                 with open_input(path) as c:
                     stream = c.streams.video[0]
                     if stream.codec_context.extradata != extradata:
@@ -199,12 +218,13 @@ class SegmentedVideoWriter(FrameWriter):
                     for packet in c.demux(stream):
                         if packet.dts is None and packet.pts is None:
                             continue
-                        shift = round(offset / packet.time_base)
-                        at = float((packet.pts or 0) * packet.time_base) + float(offset)
+                        tb = packet.time_base
+                        shift = round(offset / tb)
+                        at = float((packet.pts or 0) * tb) + float(offset)
                         if packet.pts is not None:
                             packet.pts += shift
                         if packet.dts is not None:
-                            packet.dts += shift
+                            packet.dts += shift - round((longest - delay) / fps / tb)
                         packet.stream = video
                         out.mux(packet)
                         if copy is not None:
@@ -232,9 +252,22 @@ class SegmentedVideoWriter(FrameWriter):
     def abort(self) -> None:
         # finished segments stay: they are what a resumed run continues from
         self._finished = True
+        if self._direct is not None:
+            self._direct.abort()
         if self._current is not None:
             self._current.abort()
             self._current = None
+
+
+def _reorder_delay(path: Path, fps: Fraction) -> int:
+    """Frames between a segment's first decoding time and its first picture (its B-frame delay)."""
+    with open_input(path) as c:
+        stream = c.streams.video[0]
+        stamps = [(p.pts, p.dts) for p in c.demux(stream) if p.size and p.pts is not None]
+    if not stamps or stamps[0][1] is None:
+        return 0
+    first_pts = min(p for p, _ in stamps)
+    return max(0, round((first_pts - stamps[0][1]) * stream.time_base * fps))
 
 
 def verify_segment(path: Path, seg: Segment) -> str | None:

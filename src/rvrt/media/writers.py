@@ -258,7 +258,7 @@ class _VideoWriter(FrameWriter):
         tmp = temp_path_for(dest)  # the muxer is named below, so the name's suffix does not matter
         self._tmp = tmp
         ext = dest.suffix.lower()
-        container_options = {"movflags": "+faststart"} if ext in (".mp4", ".mov") else {}
+        container_options = _container_options(ext)
         try:
             self._out = av.open(str(tmp), "w", format=MUXERS[ext], container_options=container_options)
         except OSError as err:
@@ -364,6 +364,15 @@ class _VideoWriter(FrameWriter):
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
+
+
+def _container_options(ext: str) -> dict[str, str]:
+    """Muxer options: the index first in MP4/MOV (playable while downloading); ``bitexact`` so that
+    the same packets give the same file (Matroska writes random identifiers otherwise)."""
+    options = {"fflags": "+bitexact"}
+    if ext in (".mp4", ".mov"):
+        options["movflags"] = "+faststart"
+    return options
 
 
 def _video_encoder(codec: str) -> av.Codec:
