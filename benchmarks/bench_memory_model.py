@@ -8,7 +8,7 @@ what :mod:`rvrt.inference.memory` predicts.
 
     python benchmarks/bench_memory_model.py --grid rvrt --out results/memory_rvrt.jsonl
     python benchmarks/bench_memory_model.py --grid all --quick           # a few points per family
-    python benchmarks/bench_memory_model.py --fit results/memory_*.jsonl  # least-squares coefficients
+    python benchmarks/bench_memory_model.py --fit results/memory_*.jsonl  # fit the coefficients (needs scipy)
 
 Prints a markdown table: measured MB, predicted MB, predicted / measured.
 """
@@ -118,6 +118,11 @@ def grid(name: str, quick: bool) -> list[dict]:
             for h, w in sizes:
                 for t in frames:
                     pts.append(dict(arch="vrt", kwargs=_vrt(d, d8), t=t, h=h, w=w, dtype="fp32"))
+    if name in ("vrt_big", "all") and not quick:  # VRT at the sizes of its official tiles
+        for d, d8 in ((48, 64), (120, 180)):
+            for h, w in ((192, 192), (256, 256)):
+                for t in (6, 12):
+                    pts.append(dict(arch="vrt", kwargs=_vrt(d, d8), t=t, h=h, w=w, dtype="fp32"))
     if name in ("vfi", "all"):
         dims = (16,) if quick else (16, 96)
         sizes = ((64, 64),) if quick else ((64, 64), (192, 192), (256, 448))
@@ -187,6 +192,41 @@ def run_point(point: dict, device: str, threads: int, src: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def fit(rows: list[dict]) -> None:
+    """Fit the coefficients of rvrt.inference.memory on measurements (relative error, non-negative)."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    from rvrt.inference import memory
+    from rvrt.zoo import ARCHITECTURES
+
+    def config(r):
+        a = ARCHITECTURES[r["arch"]]
+        return a.config_class.from_kwargs(**r["kwargs"])
+
+    clip = [r for r in rows if r["arch"] in ("rvrt", "rvrt_light") and r["dtype"] == "fp32"]
+    names = list(memory.CLIP_RECURRENT)
+
+    def residual(theta):
+        memory.CLIP_RECURRENT.update(zip(names, theta, strict=True))
+        return [memory._clip_recurrent(config(r), r["t"], r["h"], r["w"]) / r["measured"] - 1 for r in clip]
+
+    if clip:
+        sol = least_squares(residual, [memory.CLIP_RECURRENT[n] for n in names], bounds=(0, np.inf))
+        print("CLIP_RECURRENT =", {n: round(float(v), 3) for n, v in zip(names, sol.x, strict=True)})
+    vrt = [r for r in rows if r["arch"] == "vrt"]
+    if vrt:
+        from scipy.optimize import nnls
+
+        def terms(r):
+            return memory.vrt_terms(config(r), r["t"], r["h"], r["w"])
+
+        x = np.array([terms(r) for r in vrt])
+        y = np.array([r["measured"] for r in vrt], dtype=float)
+        coef, _ = nnls(x / y[:, None], np.ones(len(y)))
+        print("VRT_COEFFICIENTS =", tuple(round(float(c), 3) for c in coef))
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| arch | config | T x H x W | dtype | measured MB | predicted MB | predicted / measured | s |",
@@ -208,17 +248,21 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", default="all", choices=("all", "rvrt", "long", "rvrt1", "light", "vrt", "vfi"))
+    p.add_argument("--grid", default="all", choices=("all", "rvrt", "long", "rvrt1", "light", "vrt", "vrt_big", "vfi"))
     p.add_argument("--quick", action="store_true", help="a few small points per family")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="append each measurement to this JSON-lines file")
     p.add_argument("--table", nargs="*", type=Path, help="print the table of earlier JSON-lines results")
+    p.add_argument("--fit", nargs="*", type=Path, help="fit the memory model's coefficients to JSON-lines results")
     p.add_argument("--src", type=Path, default=ROOT / "src", help="rvrt sources to measure (default: this checkout)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child), args.device, args.threads)))
+        return
+    if args.fit:
+        fit([json.loads(line) for f in args.fit for line in f.read_text().splitlines() if line.strip()])
         return
     if args.table:
         rows = [json.loads(line) for f in args.table for line in f.read_text().splitlines() if line.strip()]

@@ -243,7 +243,7 @@ def test_cli_convert_and_errors(tmp_path, capsys, tiny_model):
     assert cli(["weights", "convert", str(pth), str(out), "-m", str(cfg)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     half = tmp_path / "half.safetensors"
-    assert cli(["weights", "convert", str(pth), str(half), "-m", str(cfg), "--dtype", "float16"]) == 0
+    assert cli(["weights", "convert", str(pth), str(half), "-m", str(cfg), "--dtype", "fp16"]) == 0
     assert half.stat().st_size < 0.6 * out.stat().st_size
     loaded = rvrt.load_model(half)
     assert all(p.dtype == torch.float32 for p in loaded.parameters())

@@ -28,6 +28,8 @@ def test_no_command_prints_help_and_fails(capsys):
     [
         (RuntimeError("boom\nsecond line"), 1, "internal error: RuntimeError: boom (run with RVRT_DEBUG=1"),
         (torch.OutOfMemoryError("CUDA out of memory"), 2, "out of memory"),
+        (RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory: you tried"), 2, "out of memory"),
+        (OSError(28, "No space left on device"), 2, "No space left on device"),
         (KeyboardInterrupt(), 130, "interrupted"),
     ],
 )

@@ -142,18 +142,24 @@ def main(argv: list[str] | None = None) -> int:
     except _oom_types() as err:
         if debug:
             raise
-        print(
-            f"rvrt {args.command}: error: out of memory ({type(err).__name__}); use smaller tiles "
-            "(--tile T H W or --tile auto with a smaller --memory-fraction) or --dtype bf16",
-            file=sys.stderr,
-        )
-        return 2
+        return _out_of_memory(args.command, err)
     except Exception as err:  # a bug, not bad input: one line and a way to the traceback
         if debug:
             raise
+        if isinstance(err, RuntimeError) and "can't allocate memory" in str(err):  # the CPU allocator
+            return _out_of_memory(args.command, err)
         print(
             f"rvrt {args.command}: internal error: {type(err).__name__}: {_first_line(err)} "
             "(run with RVRT_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )
         return 1
+
+
+def _out_of_memory(command: str, err: BaseException) -> int:
+    print(
+        f"rvrt {command}: error: out of memory ({type(err).__name__}); use smaller tiles "
+        "(--tile T H W, or --tile auto with a smaller --memory-fraction) or --dtype bf16",
+        file=sys.stderr,
+    )
+    return 2

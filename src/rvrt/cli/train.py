@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", type=int, metavar="STEP", help="stop with a checkpoint after this iteration")
     p.add_argument("--list", action="store_true", help="list the shipped recipes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only: no progress bar")
     p.set_defaults(run=run)
 
 
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / recipe["name"]
     if args.until is not None and args.until < 1:
         raise InputError("--until must be >= 1")
-    result = Trainer(recipe, out, resume=args.resume, until=args.until, progress=not args.no_progress).fit()
+    progress = not (args.no_progress or args.quiet)
+    result = Trainer(recipe, out, resume=args.resume, until=args.until, progress=progress).fit()
     if int(os.environ.get("RANK", "0")) == 0:
         msg = {"finished": "finished", "paused": "paused", "interrupted": "interrupted"}[result.status]
         print(

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rvrt import zoo
+from rvrt.cli.options import add_quiet, dtype_arg
 from rvrt.errors import InputError
 
 
@@ -16,10 +17,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     ls = wsub.add_parser("list", help="list registered models and their published weights")
     ls.add_argument("--arch", help="only this architecture (e.g. rvrt, vrt, rvrt_light)")
+    add_quiet(ls)
     ls.set_defaults(run=_list)
 
     dl = wsub.add_parser("download", help="download the published weights of a model into the cache")
     dl.add_argument("model", nargs="+", help="registered name or alias, or 'all'")
+    add_quiet(dl)
     dl.set_defaults(run=_download)
 
     cv = wsub.add_parser("convert", help="convert a weights file (.pth, .ckpt, .safetensors) to .safetensors")
@@ -28,12 +31,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("-m", "--model", help="model name or config file (default: recognised from the file)")
     cv.add_argument(
         "--dtype",
-        choices=("float32", "float16", "bfloat16"),
+        type=dtype_arg,
         default=None,
-        help="store the parameters in this dtype (float16 halves the file; models load them into "
+        metavar="{fp32,fp16,bf16}",
+        help="store the parameters in this dtype (fp16 halves the file; models load them into "
         "float32). Default: as in INPUT",
     )
     cv.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_quiet(cv)
     cv.set_defaults(run=_convert)
 
 
@@ -60,7 +65,7 @@ def _download(args: argparse.Namespace) -> int:
         if spec.weights is None:
             print(f"{spec.name}: no published weights", file=sys.stderr)
             continue
-        print(f"{spec.name}: {fetch_weights(spec)}")
+        print(f"{spec.name}: {fetch_weights(spec, progress=not args.quiet)}")
     return 0
 
 
@@ -75,9 +80,9 @@ def _convert(args: argparse.Namespace) -> int:
     model = load_model(args.input, model=args.model)
     spec = model.rvrt_spec
     if args.dtype is not None:
-        import torch
+        from rvrt.compute import resolve_dtype
 
-        model.to(getattr(torch, args.dtype))
+        model.to(resolve_dtype(args.dtype))
     save_safetensors(
         model,
         args.output,

@@ -1,31 +1,32 @@
 """How much memory a model call takes: the memory model behind ``--tile auto``.
 
-:func:`model_peak_bytes` predicts the peak memory of one call of a model on a ``T x H x W``
-input (the growth of the process's resident memory on the CPU, the peak of allocated memory on
-CUDA), from the architecture's configuration, the tile, the dtype and the device.
+:func:`model_peak_bytes` predicts the peak memory of one call of a model on a ``T x H x W`` input
+(the growth of the process's resident memory on the CPU; on CUDA the same formula stands in for
+the allocator's peak), from the architecture's configuration, the tile, the dtype and the device.
 
 Each family has a formula whose terms follow what its forward pass holds at once, with
 coefficients measured, not guessed: ``benchmarks/bench_memory_model.py`` runs each family over a
-grid of widths, tile sizes and frame counts in fresh processes and fits the coefficients by
-least squares on the relative error (the fit and its worst errors are in docs/PERFORMANCE.md).
+grid of widths (16 to 180 channels), tile sizes and frame counts (2 to 30) in fresh processes,
+records the peak, and ``--fit`` fits the coefficients on the relative error; the table of
+measured against predicted peaks is in docs/PERFORMANCE.md. Notation: ``T`` frames (padded to
+even), ``p`` input pixels, ``q`` feature pixels (``p``, or ``p / 16`` for the 1/4-resolution
+features of deblurring and denoising models), ``C`` channels, ``s`` the output scale.
 
-* RVRT and RVRT Light keep, for every frame of the window, the shallow features and the four
-  propagation branches (``5 C`` channels at feature resolution), the flows, and the output; on
-  top of that one chunk of per-frame work (a few frames of feature extraction or reconstruction,
-  one band of the upsampler) and one clip of propagation. Terms: ``T q C``, ``T p s^2``, ``q C
-  min(T, chunk)``, a constant.
-* VRT keeps its four scales of features for the whole window and attends over windows of
-  ``wd x wh x ww`` tokens. Terms: ``T p C``, ``T p heads wd wh ww``, ``T p s^2``, a constant.
-
-(``p`` input pixels, ``q`` feature pixels: ``p`` for x4 models, ``p / 16`` for the 1/4-resolution
-features of deblurring and denoising models; ``s`` the output scale.)
+* RVRT and RVRT Light: the peak is the largest of three phases, each holding the features of
+  every frame of the window (``5 C T q`` values: the shallow features and four branches):
+  feature extraction (one chunk of frames through a Swin block), propagation (one clip aligned
+  at a time; from the second clip on), and reconstruction (the output frames, one chunk of
+  frames through the reconstruction block, one band of the upsampler).
+* VRT: its stages hold features of the whole window at four scales and attend over windows of
+  ``wd x wh x ww`` tokens: terms ``T p C``, ``T p heads tokens``, ``T p s^2`` and a constant.
 
 On the CPU the resident memory includes what the C allocator keeps after transient tensors are
 freed. The ``rvrt`` command asks PyTorch for 2 MB-aligned, huge-page backed blocks
-(``THP_MEM_ALLOC_ENABLE=1``), which keeps that small (a 30-frame window of the built-in model
-at 320x180: 2.1 GB instead of 3.1 GB); the coefficients are measured that way, and other processes
-get a 1.5x margin. On CUDA the caching allocator's peak is what the tensors hold: the CPU
-coefficients are used there too, which overestimates (no GPU was available to measure them).
+(``THP_MEM_ALLOC_ENABLE=1``, set before PyTorch is loaded), which keeps that small (a 30-frame
+window of the built-in model at 320x180: 2.1 GB instead of 3.1 GB, at the same speed); the
+coefficients are measured that way, and a process without it gets a 1.5x margin. Half precision
+is planned like float32 (measured 6-19 % less). No GPU was available to measure CUDA; the CPU
+coefficients overestimate there (no fragmentation), which errs on the safe side.
 """
 
 from __future__ import annotations
@@ -35,9 +36,24 @@ import os
 
 import torch
 
-__all__ = ["model_peak_bytes", "features", "COEFFICIENTS", "thp_enabled"]
+__all__ = ["model_peak_bytes", "thp_enabled", "CLIP_RECURRENT", "VRT_COEFFICIENTS"]
 
 _MB = 2**20
+
+#: RVRT / RVRT Light (bytes per element of each term, MB for the constant), fitted with
+#: ``bench_memory_model.py --fit`` on 40 measurements (fp32, CPU, THP): worst error 23 %, within
+#: 15 % at tiles of 96 x 128 pixels and more
+CLIP_RECURRENT = dict(
+    features=12.155,  # per T q C: the per-clip features of the five branches (float32: 20 B), net of sharing
+    extract=66.496,  # per q C of an extraction chunk (its frames)
+    align=466.833,  # per q C: one clip of alignment (guided deformable attention and its sampling)
+    output=55.21,  # per T p s^2: the output frames (float32 RGB) and the accumulators around them
+    recon=21.466,  # per 5 q C of a reconstruction chunk (its frames)
+    band=4.796,  # per element of an upsampler band
+    base_mb=31.913,
+)
+#: VRT: bytes per element of ``T p C``, ``T p heads tokens``, ``T p s^2``, ``C^2 1000``, and a constant
+VRT_COEFFICIENTS = (0.0, 4.715, 377.838, 8.758, 23.04 * _MB)
 
 
 def thp_enabled() -> bool:
@@ -45,49 +61,39 @@ def thp_enabled() -> bool:
     return os.environ.get("THP_MEM_ALLOC_ENABLE", "") not in ("", "0")
 
 
-def _clip_frames(t: int) -> int:
-    return t + t % 2 if t != 3 else t
-
-
-def _chunk_frames(t: int, elements_per_frame: int, multiple: int = 2) -> int:
+def _clip_recurrent(config, frames: int, height: int, width: int) -> float:
     from rvrt.models.layers import CHUNK_ELEMENTS
 
-    step = max(multiple, CHUNK_ELEMENTS // max(elements_per_frame, 1) // multiple * multiple)
-    return min(t, step)
+    t = frames + frames % 2 if frames != 3 else frames
+    c = config.embed_dims[0]
+    s = config.upscale
+    f = 1 if s == 4 else 4
+    p = height * width
+    q = p / (f * f)
+    chunk = min(t, max(2, CHUNK_ELEMENTS // max(int(q * c), 1) // 2 * 2))
+    chunk_r = min(t, max(2, CHUNK_ELEMENTS // max(int(q * c * 5), 1) // 2 * 2))
+    band = min(p * s * s * 128 * chunk_r, max(CHUNK_ELEMENTS, 16 * width * s * s * 128 * chunk_r))
+    k = CLIP_RECURRENT
+    feats = k["features"] * t * q * c
+    extract = k["extract"] * q * c * chunk + feats / 5
+    align = feats + (k["align"] * q * c if t > 2 else 0.0)
+    recon = feats + k["output"] * t * p * s * s + k["recon"] * q * c * 5 * chunk_r + k["band"] * band
+    return k["base_mb"] * _MB + max(extract, align, recon)
 
 
-def features(arch: str, config, frames: int, height: int, width: int) -> tuple[float, ...]:
-    """The terms of a family's formula (see the module doc): element counts, and 1 for the constant."""
-    if arch in ("rvrt", "rvrt_light"):
-        t = _clip_frames(frames)
-        c = config.embed_dims[0]
-        s = config.upscale
-        f = 1 if s == 4 else 4
-        p = height * width
-        q = p / (f * f)
-        chunk = _chunk_frames(t, int(q * c))
-        return (t * q * c, t * p * s * s, q * c * chunk, 1.0)
-    if arch == "vrt":
-        t = frames
-        c = max(config.embed_dims)
-        heads = max(config.num_heads)
-        wd, wh, ww = config.window_size
-        tokens = min(wd, t) * wh * ww
-        p = height * width
-        s = config.upscale
-        return (t * p * c, t * p * heads * tokens, t * p * s * s, 1.0)
-    raise ValueError(f"no memory model for architecture {arch!r}")
+def vrt_terms(config, frames: int, height: int, width: int) -> tuple[float, ...]:
+    """The terms of the VRT formula (see :data:`VRT_COEFFICIENTS`)."""
+    c = max(config.embed_dims)
+    heads = max(config.num_heads)
+    wd, wh, ww = config.window_size
+    tokens = min(wd, frames) * wh * ww
+    p = height * width
+    s = config.upscale
+    return (frames * p * c, frames * p * heads * tokens, frames * p * s * s, c * c * 1000, 1.0)
 
 
-#: bytes per unit of each term of :func:`features`, per family (fitted, see the module doc)
-COEFFICIENTS: dict[str, tuple[float, ...]] = {
-    "rvrt": (28.0, 20.0, 60.0, 120 * _MB),
-    "rvrt_light": (28.0, 20.0, 60.0, 120 * _MB),
-    "vrt": (40.0, 6.0, 20.0, 120 * _MB),
-}
-#: the same under bf16/fp16 autocast, relative to float32 (activations are half as wide, the
-#: features between steps and the output stay float32)
-HALF_FACTOR = 0.75
+def _vrt(config, frames: int, height: int, width: int) -> float:
+    return sum(k * x for k, x in zip(VRT_COEFFICIENTS, vrt_terms(config, frames, height, width), strict=True))
 
 
 def model_peak_bytes(
@@ -106,14 +112,15 @@ def model_peak_bytes(
         arch: ``"rvrt"``, ``"rvrt_light"`` or ``"vrt"``.
         config: the model's config (:class:`~rvrt.models.RVRTConfig`, ...).
         frames, height, width: the tile.
-        dtype: compute dtype (half precision runs under autocast).
+        dtype: compute dtype (half precision is planned like float32).
         device: where the call runs.
     """
-    coef = COEFFICIENTS[arch]
-    terms = features(arch, config, frames, height, width)
-    total = sum(c * x for c, x in zip(coef, terms, strict=True))
-    if dtype in (torch.float16, torch.bfloat16):
-        total *= HALF_FACTOR
+    if arch in ("rvrt", "rvrt_light"):
+        total = _clip_recurrent(config, frames, height, width)
+    elif arch == "vrt":
+        total = _vrt(config, frames, height, width)
+    else:
+        raise ValueError(f"no memory model for architecture {arch!r}")
     if torch.device(device).type == "cpu" and not thp_enabled():
         total *= 1.5  # the C allocator keeps more of the freed transients (see the module doc)
     return int(math.ceil(total))
