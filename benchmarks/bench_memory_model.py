@@ -161,7 +161,8 @@ def child(point: dict, device: str, threads: int) -> dict:
     else:
         peak = peak_host_memory_mb() * 2**20 - base
     del rvrt
-    return dict(point, device=dev.type, measured=int(peak), seconds=round(seconds, 2))
+    thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "") not in ("", "0")
+    return dict(point, device=dev.type, measured=int(peak), seconds=round(seconds, 2), thp=thp)
 
 
 def predict(point: dict, device: str) -> int | None:
@@ -176,6 +177,8 @@ def predict(point: dict, device: str) -> int | None:
     cfg = arch.config_class.from_kwargs(**point["kwargs"])
     from rvrt.compute import resolve_dtype
 
+    # predicted for the allocator the measurement ran with (the rvrt command's, unless recorded otherwise)
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1" if point.get("thp", True) else "0"
     return model_peak_bytes(
         point["arch"], cfg, point["t"], point["h"], point["w"], dtype=resolve_dtype(point["dtype"]),
         device=torch.device(device),
@@ -214,17 +217,17 @@ def fit(rows: list[dict]) -> None:
     if clip:
         sol = least_squares(residual, [memory.CLIP_RECURRENT[n] for n in names], bounds=(0, np.inf))
         print("CLIP_RECURRENT =", {n: round(float(v), 3) for n, v in zip(names, sol.x, strict=True)})
-    vrt = [r for r in rows if r["arch"] == "vrt"]
-    if vrt:
+    for name, vfi in (("VRT_COEFFICIENTS", False), ("VFI_COEFFICIENTS", True)):
+        vrt = [r for r in rows if r["arch"] == "vrt" and (r["kwargs"].get("pa_frames", 2) == 0) == vfi]
+        if not vrt:
+            continue
         from scipy.optimize import nnls
 
-        def terms(r):
-            return memory.vrt_terms(config(r), r["t"], r["h"], r["w"])
-
-        x = np.array([terms(r) for r in vrt])
+        x = np.array([memory.vrt_terms(config(r), r["t"], r["h"], r["w"]) for r in vrt])
         y = np.array([r["measured"] for r in vrt], dtype=float)
         coef, _ = nnls(x / y[:, None], np.ones(len(y)))
-        print("VRT_COEFFICIENTS =", tuple(round(float(c), 3) for c in coef))
+        worst = float(np.max(np.abs(x @ coef / y - 1)))
+        print(f"{name} =", tuple(round(float(c), 3) for c in coef), f"(worst error {worst:.0%})")
 
 
 def table(rows: list[dict]) -> str:

@@ -25,9 +25,9 @@ from bench_memory_model import _light, _rvrt, _vfi, _vrt  # noqa: E402
 # one point per family, at sizes the planner chooses between (each a fresh process, a few seconds)
 POINTS = [
     dict(arch="rvrt", kwargs=_rvrt(32), t=8, h=96, w=128, dtype="fp32"),
-    dict(arch="rvrt", kwargs=_rvrt(16, upscale=1), t=8, h=256, w=256, dtype="fp32"),
+    dict(arch="rvrt", kwargs=_rvrt(48, upscale=1), t=8, h=256, w=384, dtype="fp32"),
     dict(arch="rvrt_light", kwargs=_light(24), t=6, h=128, w=160, dtype="fp32"),
-    dict(arch="vrt", kwargs=_vrt(16, 24), t=6, h=96, w=96, dtype="fp32"),
+    dict(arch="vrt", kwargs=_vrt(16, 24), t=6, h=128, w=128, dtype="fp32"),
     dict(arch="vrt", kwargs=_vfi(16), t=4, h=192, w=192, dtype="fp32"),
 ]
 
