@@ -234,3 +234,26 @@ def test_protocol_table_and_lookup(tmp_path):
         Protocol("x", "x", "sr", 4, "YUV")
     (tmp_path / "list.txt").write_text("00001/0266 7 (256,448,3)\n\n00001/0268\n")
     assert read_sequence_list(tmp_path / "list.txt") == ["00001/0266", "00001/0268"]
+
+
+def test_progress_counts_frames_over_all_sequences_and_moves_inside_one(tmp_path, monkeypatch):
+    from rvrt.inference import progress as progress_module
+
+    lq_root, gt_root = tmp_path / "lq", tmp_path / "gt"
+    for seq in ("a", "b"):
+        _frames(lq_root, seq, 3, 16, 16, 0)
+        _frames(gt_root, seq, 3, 16, 16, 0)
+    positions = []
+    original = progress_module.Progress._move
+    monkeypatch.setattr(progress_module.Progress, "_move", lambda self, pos: (positions.append(pos), original(self, pos)))
+    totals = []
+    monkeypatch.setattr(progress_module.Progress, "close", lambda self: totals.append(self.total))
+
+    def restore(lq, progress=None):  # reports half of its clip, then all of it
+        progress(lq.shape[0] / 2)
+        progress(lq.shape[0])
+        return lq.clone()
+
+    evaluate(restore, lq_root, gt_root, DEBLUR, progress=True)
+    assert totals == [6]  # frames, over both sequences
+    assert sorted(set(positions)) == [1.5, 3.0, 4.5, 6.0] and positions == sorted(positions)

@@ -72,17 +72,39 @@ def _plan(name: str, budget_gb: float, h: int, w: int, total: int | None = None,
 
 def test_auto_prefers_whole_frames_and_the_models_window_when_they_fit():
     plan = _plan("rvrt.sr_small", 10, 180, 320, total=289)
-    assert plan.tile == (30, 0, 0) and plan.overlap == (2, 20, 20) and plan.auto
+    assert plan.tile == (20, 0, 0) and plan.overlap == (2, 20, 20) and plan.auto  # 16 windows of 20
     assert _plan("rvrt.sr_small", 10, 180, 320, total=21).tile == (0, 0, 0)  # a short clip in one window
+    assert _plan("rvrt.sr_small", 10, 180, 320, total=60).tile == (17, 0, 0)  # 4 even windows, not 20+20+20+20
     reds = _plan("rvrt.sr_bi_reds", 200, 180, 320, total=500)
-    assert reds.tile == (100, 0, 0)  # the official test's 100 frames, whole frames when memory allows
+    assert reds.tile == (85, 0, 0)  # the official test's 100 frames, spread evenly: 6 windows of 85
+
+
+def test_windows_are_spread_evenly_over_a_clip_of_known_length():
+    from rvrt.inference.planner import balanced_frames
+    from rvrt.inference.temporal import WindowSchedule
+
+    for total, frames in ((60, 30), (289, 20), (289, 30), (9, 4), (1000, 100), (31, 30)):
+        t = balanced_frames(total, frames, 2)
+        sched = WindowSchedule(t, 2)
+        starts = [0]
+        while (nxt := sched.next_start(starts[-1], total)) is not None:
+            starts.append(nxt)
+        plain = WindowSchedule(frames, 2)
+        n_plain = [0]
+        while (nxt := plain.next_start(n_plain[-1], total)) is not None:
+            n_plain.append(nxt)
+        assert t <= frames and len(starts) == len(n_plain)  # as many windows, never longer ones
+        assert len(starts) * t <= len(n_plain) * frames  # never more work
+        assert starts[-1] + t == total
 
 
 def test_auto_shrinks_the_window_before_the_frame_and_never_below_what_fits():
     roomy = _plan("rvrt.sr_small", 10, 180, 320, total=289)
-    tight = _plan("rvrt.sr_small", 1.3, 180, 320, total=289)
-    assert tight.predicted_bytes <= 1.3 * 2**30 < roomy.predicted_bytes
-    assert tight.tile[1:] == (0, 0) and tight.tile[0] < 30  # fewer frames, still whole frames
+    tight = _plan("rvrt.sr_small", 2.5, 180, 320, total=289)
+    assert tight.predicted_bytes <= 2.5 * 2**30 < roomy.predicted_bytes
+    assert tight.tile[1:] == (0, 0) and tight.tile[0] < roomy.tile[0]  # fewer frames, still whole frames
+    tighter = _plan("rvrt.sr_small", 1.3, 180, 320, total=289)
+    assert tighter.tile[0] >= 6 and tighter.tile[2] > 0  # then smaller tiles, never below the training clips
     hd = _plan("rvrt.sr_small", 4, 1080, 1920, total=289)
     assert 0 < hd.tile[1] == hd.tile[2] < 1080 and hd.predicted_bytes <= 4 * 2**30
     # the largest tile that fits: a tile one step larger would not

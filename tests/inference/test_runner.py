@@ -349,3 +349,56 @@ def test_progress_moves_inside_a_window_before_any_frame_is_final(frames_in, tin
     # one window holds the whole clip: without reports from inside the model the bar would jump 0 -> 9
     assert len(before_first) >= 5 and all(0 < p <= N for p in before_first) and before_first[0] < N / 2
     assert before_first == sorted(before_first) and moves[-1][0] == N
+
+
+@pytest.fixture(scope="module")
+def big_frames(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("big") / "clip"
+    folder.mkdir()
+    for i, img in enumerate(smooth_frames(3, 96, 96)):
+        write_png(folder / f"f{i}.png", img)
+    return folder
+
+
+def _picky(monkeypatch, limit: int | None) -> None:
+    """Model calls on tiles above ``limit`` input pixels fail as the CPU allocator fails (None: all fail)."""
+    from rvrt.inference import stages
+
+    real_runner = stages.model_runner
+
+    def picky_runner(model, **kw):
+        run = real_runner(model, **kw)
+
+        def guarded(x):
+            if limit is None or x.shape[-2] * x.shape[-1] > limit:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 123 bytes")
+            return run(x)
+
+        return guarded
+
+    monkeypatch.setattr(stages, "model_runner", picky_runner)
+
+
+def test_out_of_memory_backs_off_once_through_restore(big_frames, tiny_sr_weights, tmp_path, monkeypatch, caplog):
+    import logging
+
+    _picky(monkeypatch, 64 * 64)
+    with caplog.at_level(logging.WARNING):
+        summary = rvrt.restore(big_frames, tmp_path / "out", weights=tiny_sr_weights, device="cpu", progress=False)
+    assert summary.frames == 3 and summary.tile.startswith("0 64 64 (")  # whole clip, 64-pixel tiles
+    warnings = [r.getMessage() for r in caplog.records if "out of memory" in r.getMessage()]
+    assert len(warnings) == 1 and "continuing with 64x64" in warnings[0], warnings
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+
+
+def test_out_of_memory_with_nothing_smaller_or_a_given_tile_is_one_error(
+    big_frames, tiny_sr_weights, tmp_path, monkeypatch
+):
+    from rvrt.errors import InsufficientMemoryError
+
+    _picky(monkeypatch, None)
+    opts = dict(weights=tiny_sr_weights, device="cpu", progress=False)
+    with pytest.raises(InsufficientMemoryError, match=r"even with tiles of 64x64 pixels; .* needs about"):
+        rvrt.restore(big_frames, tmp_path / "a", **opts)
+    with pytest.raises(InsufficientMemoryError, match=r"with the tile you gave \(0 96 96\)"):
+        rvrt.restore(big_frames, tmp_path / "b", tile=(0, 96, 96), **opts)

@@ -3,7 +3,8 @@
 ``tile="auto"`` (the default) picks, among the tiles whose predicted peak memory
 (:mod:`rvrt.inference.memory`, plus the runner's own buffers) fits the budget, the one that
 wastes the least work on overlaps: whole frames when they fit, as many frames per window as the
-model's official test uses (30 where the official test takes whole videos, which cannot stream),
+model's official test uses (20 where the official test takes whole videos, which cannot stream;
+spread evenly over a clip of known length, :func:`balanced_frames`),
 then fewer frames (down to the clip length the model was trained on) before smaller spatial
 tiles, never a tile smaller than needed when a larger one fits. Explicit tiles are checked
 (overlap smaller than the tile) and used as given.
@@ -22,12 +23,15 @@ from rvrt.errors import InputError, InsufficientMemoryError
 from rvrt.inference.memory import model_peak_bytes
 from rvrt.inference.options import StageOptions, flag
 
-__all__ = ["Plan", "plan_stage", "smaller_tile", "STREAM_FRAMES", "MIN_TILE"]
+__all__ = ["Plan", "plan_stage", "smaller_tile", "balanced_frames", "STREAM_FRAMES", "MIN_TILE"]
 
 log = logging.getLogger(__name__)
 
-#: temporal tile used when a model's official setting is "whole video" (memory must stay bounded)
-STREAM_FRAMES = 30
+#: temporal tile used when a model's official setting is "whole video" (memory must stay bounded).
+#: Measured on a CPU (docs/PERFORMANCE.md): longer windows cost more per frame (cache and memory
+#: traffic: 3.6 s per frame at 10 frames, 3.8 at 20, 4.0 at 30, 4.2 at 45 for the built-in model at
+#: 320x180) and more memory, while the overlap they save shrinks; 20 is as fast as 30 in 0.6 GB less
+STREAM_FRAMES = 20
 #: the smallest spatial tile ``auto`` and the out-of-memory back-off go down to (input pixels)
 MIN_TILE = 64
 _FRAME_STEPS = (100, 60, 40, 30, 24, 20, 16, 12, 10, 8, 6, 4, 2)
@@ -107,9 +111,26 @@ def _sides(size: int) -> list[int]:
     return [0] + [s for s in _SIDES if s < size]
 
 
+def balanced_frames(total: int | None, frames: int, overlap: int) -> int:
+    """The window length (at most ``frames``) that covers ``total`` frames with as few windows as
+    ``frames`` needs, evenly: the official schedule's last window is flush with the end and can
+    overlap the one before by almost a whole window (60 frames in 30-frame windows: 90 computed),
+    spread evenly 3 windows of 22 frames compute 66."""
+    if total is None or frames <= 0 or frames >= total or frames <= overlap:
+        return frames
+    n = -(-(total - overlap) // (frames - overlap))
+    return -(-(total - overlap) // n) + overlap
+
+
 def _cost(frames: int, overlap: int, total: int | None, h: int, w: int, th: int, tw: int, ov: tuple) -> float:
     """Work per output frame relative to one untiled pass (overlaps are computed twice)."""
-    t_cost = 1.0 if frames <= 0 or (total is not None and frames >= total) else frames / max(frames - overlap, 1)
+    if frames <= 0 or (total is not None and frames >= total):
+        t_cost = 1.0
+    elif total is not None:
+        n = -(-(total - overlap) // (frames - overlap))
+        t_cost = n * frames / total
+    else:
+        t_cost = frames / max(frames - overlap, 1)
 
     def axis(size: int, tile: int, o: int) -> float:
         if not tile or tile >= size:
@@ -181,6 +202,9 @@ def plan_stage(
         # the recurrence needs context: windows as long as the model was trained on come before smaller tiles
         floor = min(preferred, spec.train_frames or 16)
         steps = [preferred] + [f for f in _FRAME_STEPS if f < preferred and f > ov[0]]
+        if total is not None and preferred < total <= 1.25 * preferred:
+            steps.insert(0, total)  # a clip a little longer than a window: whole, rather than two windows
+        steps = list(dict.fromkeys(balanced_frames(total, f, ov[0]) for f in steps))
         candidates = [(f, th, tw) for f in steps for th, tw in shapes]
     best = None
     smallest = None

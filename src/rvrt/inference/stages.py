@@ -141,6 +141,11 @@ class Stage:
 
     def _on_oom(self, spatial: tuple[int, int], h: int, w: int, err: BaseException) -> tuple[int, int]:
         """A smaller spatial tile after an out-of-memory error (said once), or a one-line error."""
+        if not self.plan.auto:
+            raise InsufficientMemoryError(
+                f"out of memory on {self.device} with the tile you gave ({' '.join(map(str, self.plan.tile))}); "
+                "use a smaller --tile, or --tile auto"
+            ) from err
         smaller = smaller_tile(self.plan, spatial, h, w)
         if smaller is None:
             need = self.plan.predicted_bytes
