@@ -245,7 +245,8 @@ def test_progress_counts_frames_over_all_sequences_and_moves_inside_one(tmp_path
         _frames(gt_root, seq, 3, 16, 16, 0)
     positions = []
     original = progress_module.Progress._move
-    monkeypatch.setattr(progress_module.Progress, "_move", lambda self, pos: (positions.append(pos), original(self, pos)))
+    record = lambda self, pos: (positions.append(pos), original(self, pos))  # noqa: E731
+    monkeypatch.setattr(progress_module.Progress, "_move", record)
     totals = []
     monkeypatch.setattr(progress_module.Progress, "close", lambda self: totals.append(self.total))
 

@@ -46,11 +46,11 @@ def _measure(point: dict) -> int:
 @pytest.mark.parametrize(
     "point", POINTS, ids=lambda p: f"{p['arch']}-C{p['kwargs']['embed_dims'][0]}-{p['t']}x{p['h']}"
 )
-def test_predicted_peak_is_within_30_percent_of_the_measured_one(point):
+def test_predicted_peak_is_within_30_percent_of_the_measured_one(point, monkeypatch):
     measured = _measure(point)
     arch = ARCHITECTURES[point["arch"]]
     config = arch.config_class.from_kwargs(**point["kwargs"])
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
     predicted = model_peak_bytes(point["arch"], config, point["t"], point["h"], point["w"])
     assert 0.7 <= predicted / measured <= 1.3, (predicted / 2**20, measured / 2**20)
 
@@ -62,6 +62,11 @@ def test_the_model_grows_with_every_dimension():
     assert model_peak_bytes("rvrt", cfg, 10, 256, 128) > base
     small = rvrt.get_spec("rvrt.sr_small").build_config()
     assert model_peak_bytes("rvrt", small, 10, 128, 128) < base
+
+
+@pytest.fixture(autouse=True)
+def _as_the_command_runs(monkeypatch):
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")  # what `rvrt` sets; the planner's figures assume it
 
 
 def _plan(name: str, budget_gb: float, h: int, w: int, total: int | None = None, tile="auto"):
@@ -100,10 +105,10 @@ def test_windows_are_spread_evenly_over_a_clip_of_known_length():
 
 def test_auto_shrinks_the_window_before_the_frame_and_never_below_what_fits():
     roomy = _plan("rvrt.sr_small", 10, 180, 320, total=289)
-    tight = _plan("rvrt.sr_small", 2.5, 180, 320, total=289)
-    assert tight.predicted_bytes <= 2.5 * 2**30 < roomy.predicted_bytes
+    tight = _plan("rvrt.sr_small", 1.5, 180, 320, total=289)
+    assert tight.predicted_bytes <= 1.5 * 2**30 < roomy.predicted_bytes
     assert tight.tile[1:] == (0, 0) and tight.tile[0] < roomy.tile[0]  # fewer frames, still whole frames
-    tighter = _plan("rvrt.sr_small", 1.3, 180, 320, total=289)
+    tighter = _plan("rvrt.sr_small", 0.9, 180, 320, total=289)
     assert tighter.tile[0] >= 6 and tighter.tile[2] > 0  # then smaller tiles, never below the training clips
     hd = _plan("rvrt.sr_small", 4, 1080, 1920, total=289)
     assert 0 < hd.tile[1] == hd.tile[2] < 1080 and hd.predicted_bytes <= 4 * 2**30
