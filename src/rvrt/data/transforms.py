@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from rvrt.errors import InputError
+from rvrt.media.pixels import to_float
 
 __all__ = ["random_crop_box", "crop", "augment_flags", "apply_augment", "clip_to_tensor"]
 
@@ -52,9 +53,8 @@ def apply_augment(clip: np.ndarray, flags: tuple[bool, bool, bool]) -> np.ndarra
 
 
 def clip_to_tensor(clip: np.ndarray) -> torch.Tensor:
-    """``(T, H, W, C)`` uint8 (0-255) or float (0-1) -> float32 tensor ``(T, C, H, W)`` in [0, 1]."""
+    """``(T, H, W, C)`` uint8/uint16 or float (0-1) -> float32 tensor ``(T, C, H, W)`` in [0, 1]."""
     arr = np.ascontiguousarray(clip.transpose(0, 3, 1, 2))
-    t = torch.from_numpy(arr)
-    if t.dtype == torch.uint8:
-        return t.float().div_(255.0)
-    return t.float()
+    if arr.dtype in (np.uint8, np.uint16):
+        arr = to_float(arr)
+    return torch.from_numpy(arr).float()
