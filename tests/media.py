@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+#: real footage (../shared/data/real, see its MANIFEST); tests using it skip with a reason where it is absent
+REAL = Path(os.environ.get("RVRT_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
 NTSC = Fraction(30000, 1001)
 W, H = 64, 48
 

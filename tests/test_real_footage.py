@@ -3,18 +3,15 @@ calendar (MATLAB bicubic x4) through the command line and beats bicubic upsampli
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from media import REAL
 from rvrt.cli import main
 from rvrt.data.degradations import imresize
 from rvrt.data.frames import read_image, write_image
 from rvrt.metrics import psnr
 
-REAL = Path(os.environ.get("RVRT_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
 LQ = REAL / "YapengTian+TDAN-VSR-CVPR-2020" / "data" / "Vid4" / "calendar" / "LR_bicubic"
 GT = REAL / "yhjo09+VSR-DUF" / "inputs" / "G" / "calendar"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from rvrt.cli.options import add_compute_options, add_quiet, parse_tile
@@ -52,6 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--memory-fraction", type=float, default=0.5, metavar="F", help="share of the free memory --tile auto uses"
     )
+    p.add_argument(
+        "--scene-cuts",
+        metavar="auto|off|FILE",
+        default="off",
+        help="restore each shot of a sequence on its own: off (default: benchmark sequences are one shot), auto "
+        "(detect hard cuts in each LQ sequence), or a file of cut frame numbers applied to every sequence",
+    )
     add_quiet(p)
     p.set_defaults(run=run, handles_signals=True)
 
@@ -65,6 +73,7 @@ def build_restore_fn(
     tile_overlap=None,
     protocol: str | None = None,
     memory_fraction: float = 0.5,
+    scene_cuts="off",
 ):
     """The function ``rvrt eval`` restores a clip with: ``(T, C, H, W)`` -> ``(T, 3, sH, sW)`` on the CPU.
 
@@ -73,6 +82,8 @@ def build_restore_fn(
     (``spec.extras["protocol_tiles"]``, else its default test tile, a whole clip where that is
     what the authors did), so the numbers are the papers'; for other protocols it is ``auto``.
     The function takes an optional ``progress(frames_done)`` callback (a float of the clip's frames).
+    ``scene_cuts``: ``"off"``, ``"auto"`` (detected in each clip) or a cut list (file or frame
+    numbers) used for every clip; each shot is restored on its own.
     """
     import torch
 
@@ -80,6 +91,10 @@ def build_restore_fn(
     from rvrt.inference.options import StageOptions
     from rvrt.inference.planner import plan_stage
     from rvrt.inference.stages import RestoreStage
+    from rvrt.media.scenes import detect_cuts, read_cut_list
+
+    if scene_cuts not in ("off", "auto") and isinstance(scene_cuts, (str, os.PathLike)):
+        scene_cuts = read_cut_list(scene_cuts)
 
     spec = model.rvrt_spec
     device, dtype = resolve_device(device), resolve_dtype(dtype)
@@ -105,8 +120,12 @@ def build_restore_fn(
                 "(--tile auto fits, and scores differ a little from the paper's protocol)",
                 " ".join(map(str, plan.tile)), spec.name, plan.predicted_bytes / 2**30, budget / 2**30,
             )  # fmt: skip
+        if scene_cuts == "auto":
+            cuts = detect_cuts(f.permute(1, 2, 0).numpy() for f in lq[:, :3])
+        else:
+            cuts = [] if scene_cuts == "off" else [c for c in scene_cuts if 0 < c < t]
         stage = RestoreStage(options=options, net=model, spec=spec, plan=plan, device=device, dtype=dtype,
-                             scale=spec.scale)  # fmt: skip
+                             scale=spec.scale, cuts=tuple(cuts), total=t)  # fmt: skip
         out: list[torch.Tensor] = []
         report = None
         if progress is not None:
@@ -152,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         tile_overlap=args.tile_overlap,
         protocol=protocol.name,
         memory_fraction=args.memory_fraction,
+        scene_cuts=args.scene_cuts,
     )
     result = evaluate(
         restore,

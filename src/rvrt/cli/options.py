@@ -47,6 +47,16 @@ def add_compute_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="fp32", type=dtype_arg, metavar="{fp32,fp16,bf16}", help="compute precision")
 
 
+def add_scene_cuts(p) -> None:
+    """``--scene-cuts auto|off|FILE``."""
+    p.add_argument(
+        "--scene-cuts",
+        metavar="auto|off|FILE",
+        help="restore each shot on its own: auto (detect hard cuts; the default for videos), off (the default for "
+        "frames), or a file of cut frame numbers (one per line, 0-based; or PySceneDetect's scene list CSV)",
+    )
+
+
 def add_run_options(p: argparse.ArgumentParser, *, fps_help: str) -> None:
     """Range, memory, output encoding, and what to do with an existing output; ``--quiet``."""
     g = p.add_argument_group("range and memory")
@@ -64,6 +74,7 @@ def add_run_options(p: argparse.ArgumentParser, *, fps_help: str) -> None:
         action="store_true",
         help="restore the frames a truncated or damaged video holds (default: refuse it, exit 2)",
     )
+    add_scene_cuts(g)
     e = p.add_argument_group("output")
     e.add_argument("--codec", help="video encoder (default: libx264 for mp4/mkv/mov/avi, libvpx-vp9 for webm)")
     e.add_argument("--crf", type=int, help="encoder quality (x264/x265 0-51, vp9/av1 0-63; lower is better)")
@@ -120,6 +131,7 @@ def run_options(args: argparse.Namespace) -> dict:
         overwrite=args.overwrite,
         resume=args.resume,
         allow_truncated=args.allow_truncated,
+        scene_cuts=args.scene_cuts,
         progress=not args.quiet,
     )
 
@@ -128,30 +140,39 @@ def run_jobs(args: argparse.Namespace, job, command: str) -> int:
     """Run ``job`` on ``args.input`` into ``args.output``: one input, or a batch into a folder.
 
     Prints the summary (one line, or a table per input for a batch) unless ``--quiet``; the exit
-    status is 2 when any input failed.
+    status is 2 when any input failed. Under ``torchrun`` each process does its share
+    (:mod:`rvrt.inference.shard`).
     """
     import sys
 
     from rvrt.inference.batch import expand_inputs, run_batch
     from rvrt.inference.runner import run_job
+    from rvrt.inference.shard import run_sharded, world
 
+    where = world()
+    who = f" [rank {where.rank} of {where.size}]" if where is not None else ""
     inputs = list(args.input)
     expanded = expand_inputs(inputs) if len(inputs) == 1 else []
     if len(expanded) == 1 and expanded[0][1] is not None:
         raise InputError(expanded[0][1])
     if len(expanded) == 1:
-        summary = run_job(inputs[0], args.output, job)
+        if where is not None:
+            summary = run_sharded(inputs[0], args.output, job, where)
+        else:
+            summary = run_job(inputs[0], args.output, job)
         if not args.quiet:
-            print(f"rvrt {command}: {summary.line()}", file=sys.stderr)
+            print(f"rvrt {command}{who}: {summary.line()}", file=sys.stderr)
         return 0
 
     def done(item) -> None:
         if item.failed:
-            print(f"rvrt {command}: {item.input}: {item.status}", file=sys.stderr)
+            print(f"rvrt {command}{who}: {item.input}: {item.status}", file=sys.stderr)
         elif not args.quiet and item.summary is not None:
-            print(f"rvrt {command}: {item.summary.line()}", file=sys.stderr)
+            print(f"rvrt {command}{who}: {item.summary.line()}", file=sys.stderr)
 
-    report = run_batch(inputs, args.output, job, name=args.name, on_item=done)
+    if where is not None:  # every process its share of the inputs
+        job = job.replace(device=where.device(job.device))
+    report = run_batch(inputs, args.output, job, name=args.name, on_item=done, where=where)
     if not args.quiet or report.failed:
         print(report.table(), file=sys.stderr)
     return 2 if report.failed else 0

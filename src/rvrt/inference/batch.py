@@ -155,7 +155,7 @@ def output_name(input: str, template: str = DEFAULT_NAME) -> str:
 
 def run_batch(
     inputs: list[str], out_dir: str | os.PathLike, options: JobOptions, *, name: str = DEFAULT_NAME,
-    on_item=None,
+    on_item=None, where=None,
 ) -> BatchReport:  # fmt: skip
     """Restore every input into ``out_dir`` (see the module doc).
 
@@ -165,6 +165,8 @@ def run_batch(
         options: the job for each input.
         name: output name template.
         on_item: called with each :class:`BatchItem` when it is finished.
+        where: this process's place in a sharded run (:class:`rvrt.inference.shard.World`): it
+            takes inputs ``rank, rank + size, ...`` of the expanded list, and reports only those.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir).expanduser()
@@ -188,6 +190,8 @@ def run_batch(
             item.status = f"failed: {item.error}"
             continue
         seen[item.output] = inp
+    if where is not None:
+        report.items = report.items[where.rank :: where.size]
     models = None
     for item in report.items:
         if item.failed:

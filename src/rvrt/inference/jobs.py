@@ -29,7 +29,7 @@ __all__ = ["restore", "restore_iter", "interpolate", "interpolate_iter", "RunSum
 
 _JOB_FIELDS = {
     "device", "dtype", "compile", "memory_fraction", "start", "frames", "codec", "crf", "preset", "bit_depth",
-    "fps", "segment_frames", "overwrite", "resume", "allow_truncated", "progress",
+    "fps", "segment_frames", "overwrite", "resume", "allow_truncated", "scene_cuts", "progress",
 }  # fmt: skip
 _RESTORE_FIELDS = {"model", "weights", "tile", "tile_overlap", "sigma", "add_noise", "seed"}
 _VFI_FIELDS = ("vfi_model", "vfi_weights", "vfi_tile", "vfi_tile_overlap", "hold_last")
@@ -119,6 +119,9 @@ def restore(
         overwrite: replace an existing output (only what rvrt wrote is removed from a folder).
         resume: continue an interrupted run into the same output (frames folder or video).
         allow_truncated: restore the frames a truncated or damaged video holds.
+        scene_cuts: ``"auto"`` (detect the cuts; the default for videos), ``"off"`` (the default
+            for frames), a cut list file or a list of frame numbers: each shot is restored on its
+            own (see :mod:`rvrt.media.scenes`); ``restore_iter`` of an iterable takes a list only.
         progress: progress bar on stderr.
         compile: run the model through ``torch.compile``.
 

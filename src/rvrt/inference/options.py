@@ -95,6 +95,21 @@ def _path_like(name: str, value: Any, prefix: str = "", *, module_ok: bool = Fal
     raise InputError(f"{flag(name, prefix)} must be {kind}; got {type(value).__name__}")
 
 
+def _scene_cuts(value: Any) -> Any:
+    """None, "auto", "off", a path, or a sorted tuple of frame numbers."""
+    if value is None or value in ("auto", "off"):
+        return value
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise InputError(f"{flag('scene_cuts')} must be 'auto', 'off', a cut list file or a list of frame numbers; "
+                         f"got {value!r}")  # fmt: skip
+    cuts = list(value)
+    if not all(_is_int(c) and c >= 0 for c in cuts):
+        raise InputError(f"{flag('scene_cuts')}: frame numbers must be integers >= 0; got {cuts!r}")
+    return tuple(sorted({int(c) for c in cuts}))
+
+
 @dataclass(frozen=True)
 class StageOptions:
     """One model stage of a job.
@@ -164,6 +179,10 @@ class JobOptions:
         overwrite: replace an existing output (only what rvrt wrote is removed from a folder).
         resume: continue an interrupted run (frames folder or video).
         allow_truncated: restore what a truncated or damaged input holds instead of refusing it.
+        scene_cuts: where shots begin (each shot is restored on its own, :mod:`rvrt.media.scenes`):
+            ``"auto"`` (detect them), ``"off"``, a cut list file (one frame per line, or
+            PySceneDetect's CSV) or a list of frame numbers (0-based, of the whole input); None
+            (the default): ``"auto"`` for a video input, ``"off"`` for frames.
         progress: progress bar on stderr.
     """
 
@@ -183,6 +202,7 @@ class JobOptions:
     overwrite: bool = False
     resume: bool = False
     allow_truncated: bool = False
+    scene_cuts: Any = None
     progress: bool = True
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -213,6 +233,7 @@ class JobOptions:
         _int("segment_frames", self.segment_frames, low=1)
         for name in ("overwrite", "resume", "allow_truncated", "progress"):
             _check_bool(name, getattr(self, name))
+        object.__setattr__(self, "scene_cuts", _scene_cuts(self.scene_cuts))
         if self.overwrite and self.resume:
             raise InputError("overwrite (--overwrite) and resume (--resume) exclude each other: choose one")
 

@@ -40,7 +40,17 @@ from rvrt.errors import OutputError
 from rvrt.files import OutputClaim, atomic_write, os_error
 from rvrt.media.segments import Segment, verify_segment
 
-__all__ = ["RunLog", "OutputSession", "open_output", "describe_difference", "frame_is_complete", "LOG_NAME"]
+__all__ = [
+    "RunLog",
+    "OutputSession",
+    "open_output",
+    "describe_difference",
+    "frame_is_complete",
+    "kept_segments",
+    "log_path",
+    "workdir_of",
+    "LOG_NAME",
+]
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +175,11 @@ class OutputSession:
     Attributes:
         dest: the output path.
         kind: ``"frames"`` or ``"video"``.
-        done: output frames already complete (a resumed run starts there).
+        done: output frames already complete from the first on (a resumed run starts there).
         plan: the tiles an interrupted run planned (a resumed run uses them), or None.
-        segments: finished video segments kept from an interrupted run.
+        segments: finished video segments kept from an interrupted run (a sharded run's may
+            leave gaps: those after ``done`` are kept too).
+        kept: frames outputs: which output frames are complete (a sharded run's may leave gaps).
         complete: the output is complete already (nothing to do).
     """
 
@@ -178,6 +190,7 @@ class OutputSession:
     done: int = 0
     plan: dict | None = None
     segments: list[Segment] = field(default_factory=list)
+    kept: list[bool] = field(default_factory=list)
     complete: bool = False
     resumed: bool = False
 
@@ -329,41 +342,46 @@ def _prepare(dest, kind, fingerprint, claim, overwrite, resume, expected_names, 
     session.resumed = True
     if runlog.complete:
         total = int(next(r["frames"] for r in runlog.records if r.get("complete")))
-        if kind == "video" or _kept_frames(dest, runlog, expected_names, frame_format) >= total:
+        if kind == "video" or all(_kept_frames(dest, runlog, expected_names, frame_format)[:total]):
             session.complete = True
             session.done = total
             return session
         # a complete folder that lost frames since: resumed from the first one missing
     if kind == "frames":
-        session.done = _kept_frames(dest, runlog, expected_names, frame_format)
+        session.kept = _kept_frames(dest, runlog, expected_names, frame_format)
+        session.done = session.kept.index(False) if False in session.kept else len(session.kept)
     else:
-        session.segments = _kept_segments(session.workdir, runlog)
-        session.done = sum(s.frames for s in session.segments)
+        session.segments = kept_segments(session.workdir, runlog)
+        done = 0
+        for seg in session.segments:
+            if seg.first != done:
+                break
+            done += seg.frames
+        session.done = done
     return session
 
 
-def _kept_frames(folder: Path, runlog: RunLog, expected: Iterable[str] | None, fmt) -> int:
+def _kept_frames(folder: Path, runlog: RunLog, expected: Iterable[str] | None, fmt) -> list[bool]:
+    """For each expected output frame: recorded in the log and complete on disk."""
     written = set(runlog.frames)
-    done = 0
+    kept = []
     for name in expected or ():
-        if name not in written:
-            break
-        why = frame_is_complete(folder / name, *fmt) if fmt else None
-        if why is not None:
-            log.warning("%s: %s is %s; the run continues from there", folder, name, why)
-            break
-        done += 1
-    return done
+        why = "not written" if name not in written else frame_is_complete(folder / name, *fmt) if fmt else None
+        if why is not None and why != "not written":
+            log.warning("%s: %s is %s; it is written again", folder, name, why)
+        kept.append(why is None)
+    return kept
 
 
-def _kept_segments(workdir: Path, runlog: RunLog) -> list[Segment]:
+def kept_segments(workdir: Path, runlog: RunLog) -> list[Segment]:
+    """The recorded segments that are still whole (the last record of each index), by index."""
+    latest = {seg.index: seg for seg in runlog.segments}
     kept: list[Segment] = []
-    for seg in runlog.segments:
-        if seg.index != len(kept) or seg.first != sum(s.frames for s in kept):
-            break
+    for index in sorted(latest):
+        seg = latest[index]
         why = verify_segment(workdir / seg.file, seg)
         if why is not None:
-            log.warning("%s: segment %s is %s; the run continues from there", workdir, seg.file, why)
-            break
+            log.warning("%s: segment %s is %s; it is written again", workdir, seg.file, why)
+            continue
         kept.append(seg)
     return kept

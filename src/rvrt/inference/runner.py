@@ -45,10 +45,24 @@ from rvrt.inference.stages import Stage, build_stage
 from rvrt.inference.vfi import output_fps
 from rvrt.media import MediaInfo, check_length, open_reader, output_kind, probe
 from rvrt.media.pixels import frame_to_tensor, tensor_to_frame
+from rvrt.media.scenes import find_cuts, read_cut_list
 from rvrt.media.segments import SegmentedVideoWriter
 from rvrt.media.writers import _FramesWriter, _refuse_own_input
 
-__all__ = ["RunSummary", "Interrupted", "run_job", "iter_job", "select_models", "input_identity"]
+__all__ = [
+    "RunSummary",
+    "Interrupted",
+    "PreparedJob",
+    "run_job",
+    "iter_job",
+    "prepare_job",
+    "claim_output",
+    "open_part_writer",
+    "stream_part",
+    "job_summary",
+    "select_models",
+    "input_identity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +95,7 @@ class RunSummary:
     frame_rate: Fraction | None = None
     status: str = "done"
     notes: list[str] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)  # input frames that start a shot (scene cuts used)
 
     @property
     def fps(self) -> float:
@@ -97,11 +112,18 @@ class RunSummary:
         dev = f", peak device memory {self.peak_device_mb:.0f} MB" if self.peak_device_mb is not None else ""
         resumed = f" (resumed at frame {self.resumed_from})" if self.resumed_from else ""
         rate = f" at {_rate_text(self.frame_rate)} fps" if self.frame_rate is not None else ""
-        notes = "".join(f"; {n}" for n in self.notes)
+        notes = "".join(f"; {n}" for n in [*self.notes, *_cuts_note(self.cuts)])
         return (
             f"{self.frames} frames{rate} in {self.seconds:.1f} s ({self.fps:.2f} frames/s){resumed}, "
             f"tile {self.tile}, peak host memory {self.peak_host_mb:.0f} MB{dev}{notes} -> {self.output}"
         )
+
+
+def _cuts_note(cuts: list[int]) -> list[str]:
+    if not cuts:
+        return []
+    shown = ", ".join(map(str, cuts[:8])) + (", ..." if len(cuts) > 8 else "")
+    return [f"{len(cuts)} scene cut{'s' if len(cuts) > 1 else ''} (frame{'s' if len(cuts) > 1 else ''} {shown})"]
 
 
 def _rate_text(rate: Fraction | float) -> str:
@@ -196,28 +218,66 @@ def _count(info: MediaInfo, allow_truncated: bool) -> tuple[int | None, list[str
     return length.present, notes
 
 
-def run_job(
-    input: str | os.PathLike,
-    output: str | os.PathLike,
-    options: JobOptions,
-    *,
-    models: Models | None = None,
-    skip_complete: bool = False,
-) -> RunSummary:
-    """Run ``options`` on one input into one output (see the module doc).
+@dataclass
+class PreparedJob:
+    """A job made ready for one input and one output: everything a run (or one rank of a sharded
+    run, :mod:`rvrt.inference.shard`) needs before it streams."""
 
-    Args:
-        input: video file, folder of frames or glob.
-        output: video file or frames folder (:func:`rvrt.media.output_kind`).
-        options: the job.
-        models: the stages' models, already selected (a batch selects them once).
-        skip_complete: report a complete output as ``status="skipped"`` instead of refusing it.
+    input: str
+    dest: Path
+    kind: str
+    options: JobOptions
+    models: Models
+    info: MediaInfo
+    like: MediaInfo
+    stages: list[Stage]
+    totals: list[int | None]
+    start: int
+    bit_depth: int
+    fps: Fraction | float | None
+    device: torch.device
+    dtype: torch.dtype
+    fingerprint: dict
+    expected: list[str]
+    notes: list[str] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
 
-    Raises:
-        InputError, OutputError, WeightsError, DownloadError, InsufficientMemoryError: one clear message.
-        Interrupted: Ctrl-C or SIGTERM (what is finished stays; ``resume`` continues).
-    """
-    t0 = time.perf_counter()
+    @property
+    def n_out(self) -> int | None:
+        return self.totals[-1]
+
+    @property
+    def scale(self) -> int:
+        return _scale(self.stages)
+
+    @property
+    def model_name(self) -> str:
+        return " + ".join(s.name for s in self.stages)
+
+    def frame_format(self) -> tuple[int, int, int]:
+        return (self.info.width * self.scale, self.info.height * self.scale, self.bit_depth)
+
+    def use_plan(self, plan: dict) -> None:
+        """Take the tiles and cuts of ``plan`` (a resumed run's, or rank 0's) instead of planning."""
+        i = self.info
+        self.stages = _build_stages(self.options, self.models, i.height, i.width, self.device, self.dtype,
+                                    self.totals[0], plan.get("stages", []))  # fmt: skip
+        if "cuts" in plan:
+            self.set_cuts([int(c) for c in plan["cuts"]])
+
+    def set_cuts(self, cuts: list[int]) -> None:
+        self.cuts = list(cuts)
+        _set_cuts(self.stages, [c - self.start for c in cuts])
+
+    def plan(self) -> dict:
+        return {"stages": [s.plan.to_dict() for s in self.stages], "cuts": list(self.cuts)}
+
+
+def prepare_job(
+    input: str | os.PathLike, output: str | os.PathLike, options: JobOptions, *, models: Models | None = None
+) -> PreparedJob:
+    """Probe and count the input, check the range, plan the stages and work out the output's
+    names and fingerprint (steps 1 to 3 of the module doc); nothing is claimed or written."""
     device, dtype = resolve_device(options.device), resolve_dtype(options.dtype)
     dest = Path(output).expanduser()
     kind = output_kind(dest)
@@ -241,10 +301,8 @@ def run_job(
     for s in stages:
         totals.append(s.output_count(totals[-1]) if totals[-1] is not None else None)
     n_out = totals[-1]
-    scale = 1
     factor = 1
     for s in stages:
-        scale *= s.scale
         factor *= s.time_factor
     bit_depth = options.bit_depth or (8 if kind == "video" else info.bit_depth)
     fps = options.fps
@@ -265,6 +323,7 @@ def run_job(
         "compile": options.compile,
         "output": kind,
         "bit_depth": bit_depth,
+        "scene_cuts": _cuts_setting(options.scene_cuts, info),
         **(
             {"codec": options.codec, "crf": options.crf, "preset": options.preset, "fps": str(fps) if fps else None,
              "segment_frames": options.segment_frames}
@@ -273,55 +332,155 @@ def run_job(
     }  # fmt: skip
     for s in stages:
         fingerprint.update(s.fingerprint())
+    return PreparedJob(str(input), dest, kind, options, models, info, like, stages, totals, start, bit_depth, fps,
+                       device, dtype, fingerprint, expected, notes)  # fmt: skip
+
+
+def claim_output(job: PreparedJob, *, skip_complete: bool = False) -> OutputSession:
+    """Claim the output and prepare it (refuse, overwrite or resume); a resumed run takes the tiles
+    and cuts it started with; otherwise the cuts are found now. The run log's header is written."""
+    o = job.options
     session = open_output(
-        dest, kind, fingerprint, overwrite=options.overwrite, resume=options.resume, expected_names=expected,
-        frame_format=(info.width * scale, info.height * scale, bit_depth), skip_complete=skip_complete,
+        job.dest, job.kind, job.fingerprint, overwrite=o.overwrite, resume=o.resume, expected_names=job.expected,
+        frame_format=job.frame_format(), skip_complete=skip_complete,
     )  # fmt: skip
     try:
         if session.complete:
+            return session
+        if session.plan:  # a resumed run keeps the tiles and the cuts it started with
+            job.use_plan(session.plan)
+        if not (session.plan and "cuts" in session.plan):
+            job.set_cuts(_find_cuts(o, job.input, job.info, job.start, job.totals[0]))
+        for s in job.stages:
+            s.on_plan_change = lambda _s: session.runlog.append({"plan": job.plan()})
+        session.start({"fingerprint": job.fingerprint, "plan": job.plan(), "output_frames": job.n_out})
+    except BaseException:
+        session.release()
+        raise
+    return session
+
+
+def run_job(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    options: JobOptions,
+    *,
+    models: Models | None = None,
+    skip_complete: bool = False,
+) -> RunSummary:
+    """Run ``options`` on one input into one output (see the module doc).
+
+    Args:
+        input: video file, folder of frames or glob.
+        output: video file or frames folder (:func:`rvrt.media.output_kind`).
+        options: the job.
+        models: the stages' models, already selected (a batch selects them once).
+        skip_complete: report a complete output as ``status="skipped"`` instead of refusing it.
+
+    Raises:
+        InputError, OutputError, WeightsError, DownloadError, InsufficientMemoryError: one clear message.
+        Interrupted: Ctrl-C or SIGTERM (what is finished stays; ``resume`` continues).
+    """
+    t0 = time.perf_counter()
+    job = prepare_job(input, output, options, models=models)
+    session = claim_output(job, skip_complete=skip_complete)
+    try:
+        if session.complete:
             status = "skipped: complete" if skip_complete else "nothing to do: complete"
-            return RunSummary(str(input), str(dest), " + ".join(s.name for s in stages), status=status)
-        if session.plan:  # a resumed run keeps the tiles it started with
-            plans = session.plan.get("stages", [])
-            stages = _build_stages(options, models, info.height, info.width, device, dtype, n_in, plans)
-        for s in stages:
-            s.on_plan_change = lambda _s: session.runlog.append({"plan": _plan_of(stages)})
+            return RunSummary(job.input, str(job.dest), job.model_name, status=status)
         done = session.done
-        session.start({"fingerprint": fingerprint, "plan": _plan_of(stages), "output_frames": n_out})
-        return _stream(input, dest, options, info, like, stages, session, totals, start, done, bit_depth, fps,
-                       kind, notes, device, t0)  # fmt: skip
+        if done:
+            log.info("%s: resuming after %d finished frames", job.dest, done)
+        before = [seg for seg in session.segments if seg.first < done]  # the finished ones from frame 0 on
+        writer = open_part_writer(job, done, resumed=session.resumed, segments=before,
+                                  on_segment=session.record_segment)  # fmt: skip
+        count, rate = stream_part(job, writer, done, None, record_frame=session.record_frame,
+                                  progress=options.progress)  # fmt: skip
+        session.finish(done + count)
+        return job_summary(job, count, t0, resumed_from=done, frame_rate=rate)
     finally:
         session.release()
 
 
-def _plan_of(stages: list[Stage]) -> dict:
-    return {"stages": [s.plan.to_dict() for s in stages]}
+def job_summary(job: PreparedJob, frames: int, t0: float, **kw) -> RunSummary:
+    peak_dev = torch.cuda.max_memory_allocated(job.device) / 2**20 if job.device.type == "cuda" else None
+    return RunSummary(
+        job.input, str(job.dest), job.model_name, frames=frames, seconds=time.perf_counter() - t0,
+        peak_host_mb=peak_host_memory_mb(), peak_device_mb=peak_dev, tiles=[s.plan.describe() for s in job.stages],
+        notes=job.notes, cuts=job.cuts, **kw,
+    )  # fmt: skip
 
 
-def _stream(input, dest, options, info, like, stages, session: OutputSession, totals, start, done, bit_depth, fps,
-            kind, notes, device, t0) -> RunSummary:  # fmt: skip
-    n_in, n_out = totals[0], totals[-1]
-    firsts, skips = _resume_points(stages, done)
+def _cuts_setting(setting, info: MediaInfo):
+    """What of the scene-cuts setting goes into the fingerprint: the mode, or the cuts given."""
+    if setting is None:
+        return "auto" if info.kind == "video" else "off"
+    if isinstance(setting, (str, os.PathLike)) and setting not in ("auto", "off"):
+        return read_cut_list(setting)  # a changed file must not resume
+    return list(setting) if isinstance(setting, tuple) else setting
+
+
+def _find_cuts(options: JobOptions, input, info: MediaInfo, start: int, n_in: int | None) -> list[int]:
+    """The scene cuts of the frames a run restores (input frame numbers)."""
+    if options.scene_cuts == "off" or (options.scene_cuts is None and info.kind != "video"):
+        return []
+    bar = Progress(n_in, "scene cuts", enabled=options.progress)
+    try:
+        cuts, how = find_cuts(options.scene_cuts, input, info=info, start=start, frames=n_in, progress=bar.at)
+    finally:
+        bar.close()
+    if cuts:
+        log.info("%s: %d scene cuts %s (frames %s)", input, len(cuts), how, ", ".join(map(str, cuts)))
+    return cuts
+
+
+def _set_cuts(stages: list[Stage], cuts: list[int]) -> None:
+    """Give each stage the cuts in its own input frame numbers."""
     for s in stages:
-        log.info("%s on %s %s: tile %s", s.name, device, dtype_name(s.dtype), s.plan.describe())
-    if done:
-        log.info("%s: resuming after %d finished frames", dest, done)
-    if kind == "frames":
-        size = (info.width * _scale(stages), info.height * _scale(stages))
-        writer = _FramesWriter(dest, like, *size, bit_depth, overwrite=options.overwrite or session.resumed,
-                               compress_level=3, first=done)  # fmt: skip
-    else:
-        writer = SegmentedVideoWriter(
-            dest, workdir_of(dest), like, info.width * _scale(stages), info.height * _scale(stages), fps=fps,
-            codec=options.codec, crf=options.crf, preset=options.preset, bit_depth=bit_depth,
-            overwrite=options.overwrite, first_frame=start, segment_frames=options.segment_frames,
-            done=session.segments, on_segment=session.record_segment, total=n_out,
-        )  # fmt: skip
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    progress = Progress(n_out, " + ".join(s.options.kind for s in stages), enabled=options.progress, initial=done)
-    reader = open_reader(input, start=start + firsts[0], info=info,
-                         on_damage="stop" if options.allow_truncated else "raise")  # fmt: skip
+        s.cuts = tuple(cuts)
+        cuts = [c * s.time_factor for c in cuts]
+
+
+def open_part_writer(job: PreparedJob, first: int, *, resumed: bool, segments=None, on_segment=None,
+                     join: bool = True):  # fmt: skip
+    """The writer of output frames ``first, ...``: PNG frames (``resumed``: frames of an earlier run
+    may be replaced), or video segments (``segments``: the finished ones before ``first``;
+    ``join=False``: a part of a sharded run, joined by rank 0)."""
+    o, i = job.options, job.info
+    w, h = i.width * job.scale, i.height * job.scale
+    if job.kind == "frames":
+        return _FramesWriter(job.dest, job.like, w, h, job.bit_depth, overwrite=o.overwrite or resumed,
+                             compress_level=3, first=first)  # fmt: skip
+    return SegmentedVideoWriter(
+        job.dest, workdir_of(job.dest), job.like, w, h, fps=job.fps, codec=o.codec, crf=o.crf, preset=o.preset,
+        bit_depth=job.bit_depth, overwrite=o.overwrite, first_frame=job.start, segment_frames=o.segment_frames,
+        done=segments, on_segment=on_segment, total=job.n_out, first_segment=first // o.segment_frames,
+        join=join,
+    )  # fmt: skip
+
+
+def stream_part(job: PreparedJob, writer, first: int, stop: int | None, *, record_frame=None, progress=True,
+                label: str = "") -> tuple[int, Fraction | None]:  # fmt: skip
+    """Output frames ``first .. stop - 1`` (to the end when ``stop`` is None) into ``writer``,
+    exactly as an uninterrupted run computes them; returns the frames written and the frame rate.
+
+    Raises:
+        Interrupted: Ctrl-C or SIGTERM (the writer keeps what is finished).
+    """
+    stages, totals, o = job.stages, job.totals, job.options
+    n_in, n_out = totals[0], totals[-1]
+    firsts, skips = _resume_points(stages, first)
+    for s in stages:
+        log.info("%s on %s %s: tile %s", s.name, job.device, dtype_name(s.dtype), s.plan.describe())
+    if job.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(job.device)
+    what = label or " + ".join(s.options.kind for s in stages)
+    if stop is None:
+        bar = Progress(n_out, what, enabled=progress, initial=first)
+    else:  # a part of a sharded run: its own frames
+        bar = Progress(stop - first, what, enabled=progress)
+    reader = open_reader(job.input, start=job.start + firsts[0], info=job.info,
+                         on_damage="stop" if o.allow_truncated else "raise")  # fmt: skip
     count = 0
     read = [0]
 
@@ -333,39 +492,40 @@ def _stream(input, dest, options, info, like, stages, session: OutputSession, to
 
     try:
         with reader:
-            for _, frame in _chain(stages, frames_in(), firsts, skips, totals[:-1], progress):
-                path = writer.write(tensor_to_frame(frame, bit_depth))
-                if kind == "frames":
-                    session.record_frame(path.name)
+            for index, frame in _chain(stages, frames_in(), firsts, skips, totals[:-1], bar):
+                if stop is not None and index >= stop:
+                    break
+                path = writer.write(tensor_to_frame(frame, job.bit_depth))
+                if record_frame is not None and job.kind == "frames":
+                    record_frame(path.name)
                 count += 1
-                progress.advance(1)
-        got = firsts[0] + read[0]
-        damaged = getattr(reader, "damaged", None)
-        if damaged is not None:
-            notes.append(f"input damaged at frame {start + damaged[0]}: restored the {got} frames before it")
-        elif n_in is not None and got < n_in:
-            msg = f"{input} ended after {start + got} frames; it was counted {start + n_in}"
-            if not options.allow_truncated:
-                raise InputError(f"{msg}: the file is damaged; --allow-truncated --resume keeps what was restored")
-            notes.append(msg)
+                bar.advance(1)
+        if stop is None or (n_out is not None and stop >= n_out):
+            _check_ended(job, reader, firsts[0] + read[0])
         writer.close()
-        session.finish(done + count)
     except KeyboardInterrupt as err:
         writer.abort()
-        progress.close()
-        raise Interrupted(str(dest), done + count, getattr(err, "signal_name", "SIGINT")) from err
+        bar.close()
+        raise Interrupted(str(job.dest), first + count, getattr(err, "signal_name", "SIGINT")) from err
     except BaseException:
         writer.abort()
         raise
     finally:
-        progress.close()
-    peak_dev = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return RunSummary(
-        str(input), str(dest), " + ".join(s.name for s in stages), frames=count,
-        seconds=time.perf_counter() - t0, peak_host_mb=peak_host_memory_mb(), peak_device_mb=peak_dev,
-        resumed_from=done, tiles=[s.plan.describe() for s in stages],
-        frame_rate=getattr(writer, "fps", None), notes=notes,
-    )  # fmt: skip
+        bar.close()
+    return count, getattr(writer, "fps", None)
+
+
+def _check_ended(job: PreparedJob, reader, got: int) -> None:
+    """After the last frame: a damaged or shorter input than counted is noted, or refused."""
+    n_in = job.totals[0]
+    damaged = getattr(reader, "damaged", None)
+    if damaged is not None:
+        job.notes.append(f"input damaged at frame {job.start + damaged[0]}: restored the {got} frames before it")
+    elif n_in is not None and got < n_in:
+        msg = f"{job.input} ended after {job.start + got} frames; it was counted {job.start + n_in}"
+        if not job.options.allow_truncated:
+            raise InputError(f"{msg}: the file is damaged; --allow-truncated --resume keeps what was restored")
+        job.notes.append(msg)
 
 
 def _scale(stages: list[Stage]) -> int:
@@ -414,6 +574,19 @@ def iter_job(
             raise InputError("frame interpolation needs at least 2 frames; the input has none")
         return
     stages = _build_stages(options, models, h, w, device, dtype, total)
+    if isinstance(source, (str, os.PathLike)):
+        cuts = _find_cuts(options, source, probe(source), 0, total)
+    elif options.scene_cuts == "auto":
+        raise InputError(
+            f"{flag('scene_cuts')} 'auto' reads the input twice: pass a file or folder, or the cuts as a list"
+        )
+    elif isinstance(options.scene_cuts, tuple):
+        cuts = list(options.scene_cuts)
+    elif options.scene_cuts in (None, "off"):
+        cuts = []
+    else:
+        cuts = read_cut_list(options.scene_cuts)
+    _set_cuts(stages, cuts)
     totals = [total]
     for s in stages[:-1]:
         totals.append(s.output_count(totals[-1]) if totals[-1] is not None else None)

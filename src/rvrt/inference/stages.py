@@ -5,11 +5,17 @@ many output frames it makes of ``n`` input frames, and where a resumed run must 
 so that its outputs from a given frame on are exactly those of an uninterrupted run
 (:meth:`Stage.input_for`). The runner chains stages: restore, then interpolate, is space-time
 super-resolution.
+
+Scene cuts (:attr:`Stage.cuts`) split the stream into shots that a stage processes one by one,
+each as if it were a video of its own: restoration windows never straddle a cut (the recurrence
+starts afresh in each shot, and no blend mixes two shots), and interpolation holds the last frame
+of a shot instead of inventing a frame between two shots.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -21,10 +27,11 @@ from torch import nn
 from rvrt import zoo
 from rvrt.errors import InputError, InsufficientMemoryError
 from rvrt.inference.options import StageOptions, flag
-from rvrt.inference.planner import Plan, plan_stage, smaller_tile
+from rvrt.inference.planner import Plan, balanced_frames, plan_stage, smaller_tile
 from rvrt.inference.progress import model_tracker
 from rvrt.inference.temporal import WindowSchedule, restore_frames
 from rvrt.inference.vfi import interpolate_frames, resume_input_frame, vfi_window
+from rvrt.media.scenes import shots_of
 
 __all__ = ["Stage", "RestoreStage", "InterpolateStage", "build_stage", "model_runner", "weights_digest"]
 
@@ -89,6 +96,10 @@ class Stage:
 
     scale: int = 1  # output size / input size
     time_factor: int = 1  # output frames per input frame
+    #: input frames of this stage that start a new shot (sorted, each in 1 .. total - 1)
+    cuts: tuple[int, ...] = ()
+    #: input frames of the run, if known
+    total: int | None = None
 
     @property
     def name(self) -> str:
@@ -99,7 +110,9 @@ class Stage:
 
     def input_for(self, out_index: int) -> int:
         """The first input frame a run must read to produce outputs ``out_index, ...`` exactly."""
-        raise NotImplementedError
+        tf = self.time_factor
+        first, end = next((a, b) for a, b in reversed(shots_of(self.cuts, self.total)) if tf * a <= out_index)
+        return first + self._input_for(out_index - tf * first, None if end is None else end - first)
 
     def process(
         self,
@@ -110,7 +123,36 @@ class Stage:
         total: int | None,
         progress: Callable[[float, int], None] | None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Output frames ``(index, (3, H', W') float)`` from ``skip_until`` on, reading input from ``first``."""
+        """Output frames ``(index, (3, H', W') float)`` from ``skip_until`` on, reading input from ``first``
+        (a frame :meth:`input_for` gave), shot by shot."""
+        tf = self.time_factor
+        frames = iter(self._prepare(frames, first))
+        shots = shots_of(self.cuts, total)
+        for k, (a, b) in enumerate(shots):
+            if b is not None and b <= first:
+                continue  # before this run's first frame: not in ``frames``
+            begin = max(first, a)
+            if b is not None and tf * b <= skip_until:
+                for _ in itertools.islice(frames, b - begin):  # all its outputs exist
+                    pass
+                continue
+            shot = itertools.islice(frames, None if b is None else b - begin)
+            n = None if b is None else b - a
+            out = self._process(shot, first=begin - a, skip_until=max(0, skip_until - tf * a), total=n,
+                                progress=progress, last=k == len(shots) - 1)  # fmt: skip
+            for i, f in out:
+                yield tf * a + i, f
+
+    def _prepare(self, frames: Iterable[torch.Tensor], first: int) -> Iterable[torch.Tensor]:
+        """The input as the model sees it (frame ``first`` first)."""
+        return frames
+
+    def _input_for(self, out_index: int, total: int | None) -> int:
+        """:meth:`input_for` within one shot of ``total`` frames (numbered from 0)."""
+        raise NotImplementedError
+
+    def _process(self, frames, *, first, skip_until, total, progress, last):
+        """:meth:`process` of one shot of ``total`` frames (numbered from 0); ``last``: the last shot."""
         raise NotImplementedError
 
     def fingerprint(self) -> dict:
@@ -177,24 +219,30 @@ class RestoreStage(Stage):
     def output_count(self, frames: int) -> int:
         return frames
 
-    def _schedule(self) -> WindowSchedule:
+    def _frames_for(self, total: int | None) -> int:
+        """Frames per window in a shot of ``total`` frames: the plan's; with scene cuts and an
+        ``auto`` plan, a shorter shot is one window and a longer one is spread evenly."""
         t = self.plan.tile[0]
-        return WindowSchedule(t, self.plan.overlap[0] if t else 0)
+        if not (self.cuts and self.plan.auto and t and total is not None):
+            return t
+        return 0 if total <= t else balanced_frames(total, t, self.plan.overlap[0])
 
-    def input_for(self, out_index: int) -> int:
-        return self._schedule().replay_from(out_index)
+    def _input_for(self, out_index: int, total: int | None) -> int:
+        t = self._frames_for(total)
+        return WindowSchedule(t, self.plan.overlap[0] if t else 0).replay_from(out_index)
 
-    def process(self, frames, *, first, skip_until, total, progress):
+    def _prepare(self, frames, first):
         o = self.options
-        if o.add_noise:
-            frames = _noisy(frames, o.sigma, o.seed, first)
+        return _noisy(frames, o.sigma, o.seed, first) if o.add_noise else frames
+
+    def _process(self, frames, *, first, skip_until, total, progress, last):
         run = self._runner(self.sigma_map)
         tracker = None if self.compile else model_tracker(self.net)
         return restore_frames(
             run,
             frames,
             scale=self.scale,
-            tile=self.plan.tile,
+            tile=(self._frames_for(total), *self.plan.tile[1:]),
             overlap=self.plan.overlap,
             device=self.device,
             total=total,
@@ -215,10 +263,10 @@ class InterpolateStage(Stage):
     def output_count(self, frames: int) -> int:
         return 2 * frames - (0 if self.options.hold_last else 1)
 
-    def input_for(self, out_index: int) -> int:
+    def _input_for(self, out_index: int, total: int | None) -> int:
         return resume_input_frame(out_index, self.window)
 
-    def process(self, frames, *, first, skip_until, total, progress):
+    def _process(self, frames, *, first, skip_until, total, progress, last):
         run = self._runner()
         return interpolate_frames(
             run,
@@ -229,7 +277,8 @@ class InterpolateStage(Stage):
             device=self.device,
             first_frame=first,
             skip_until=skip_until,
-            hold_last=self.options.hold_last,
+            hold_last=self.options.hold_last or not last,  # a shot before a cut ends on its last frame held
+            single=bool(self.cuts),
             progress=progress,
         )
 
@@ -278,7 +327,9 @@ def build_stage(
         plan: tiles an interrupted run used (a resumed run keeps them).
         total: input frames, if known.
     """
-    common = dict(options=options, net=net, spec=spec, device=device, dtype=dtype, compile=compile, index=index)
+    common = dict(
+        options=options, net=net, spec=spec, device=device, dtype=dtype, compile=compile, index=index, total=total
+    )
     if options.kind == "restore":
         sigma_map = _check_sigma(spec, options)
         p = plan_stage(spec, options, height=height, width=width, device=device, dtype=dtype, budget=budget,

@@ -120,6 +120,7 @@ def interpolate_frames(
     first_frame: int = 0,
     skip_until: int = 0,
     hold_last: bool = True,
+    single: bool = False,
     progress: Callable[[float, int], None] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Double the frame rate of a stream of frames; yield ``(index, frame)`` in order as each is ready.
@@ -138,13 +139,14 @@ def interpolate_frames(
             :func:`resume_input_frame` ``(k, window)`` here and ``k`` as ``skip_until``.
         skip_until: do not yield (nor compute) outputs with a smaller index.
         hold_last: end with the last input frame repeated (keeps the duration exactly).
+        single: accept a stream of one frame (a one-frame shot between two scene cuts).
         progress: told the fraction of an in-between frame done (``progress(fraction, 1)``).
 
     Yields:
         ``(index, frame)``: ``(3, H, W)`` float32 on ``device`` (in-between frames unclamped).
 
     Raises:
-        InputError: fewer than two input frames.
+        InputError: fewer than two input frames (one is fine with ``single``).
     """
     if window < 2 or window % 2:
         raise ValueError(f"window must be even and >= 2; got {window}")
@@ -162,7 +164,7 @@ def interpolate_frames(
                 buf.append(next(it).to(device))
             except StopIteration:
                 end = buf_start + len(buf)
-        if end is not None and end < 2 and first_frame == 0:
+        if end is not None and end < (1 if single else 2) and first_frame == 0:
             raise InputError(f"frame interpolation needs at least 2 frames; the input has {end}")
         if end is not None and gap >= end:
             return

@@ -86,13 +86,17 @@ class SegmentedVideoWriter(FrameWriter):
         done: segments finished by an earlier run (checked by the caller): writing continues after them.
         on_segment: told of every segment finished (to record it).
         total: output frames the run will write, if known (to keep all the audio when complete).
+        first_segment: index of the first segment this writer writes (default: after ``done``);
+            segment ``k`` holds output frames ``k * segment_frames ...``.
+        join: :meth:`close` joins the segments into ``dest``; False: it only finishes the last one
+            (a part of a sharded run: another process joins them all).
     """
 
     def __init__(self, dest: Path, workdir: Path, like: MediaInfo, width: int, height: int, *, fps=None,
                  codec=None, crf=None, preset=None, pix_fmt=None, bit_depth: int = 8, copy_streams: bool = True,
                  overwrite: bool = False, first_frame: int = 0, segment_frames: int = 250,
                  done: list[Segment] | None = None, on_segment: Callable[[Segment], None] | None = None,
-                 total: int | None = None) -> None:  # fmt: skip
+                 total: int | None = None, first_segment: int | None = None, join: bool = True) -> None:  # fmt: skip
         super().__init__(dest, width, height)
         self.workdir = workdir
         self.like = like
@@ -100,9 +104,12 @@ class SegmentedVideoWriter(FrameWriter):
         self.copy_streams = copy_streams
         self.first_frame = first_frame
         self.total = total
-        self.segments: list[Segment] = list(done or [])
+        self.segments: list[Segment] = sorted(done or [], key=lambda s: s.index)
         self.completed = sum(s.frames for s in self.segments)
         self.on_segment = on_segment
+        self.segment_frames = segment_frames
+        self._index = len(self.segments) if first_segment is None else first_segment
+        self._join_at_close = join
         self._settings = dict(fps=fps, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, bit_depth=bit_depth)
         self._current: _VideoWriter | None = None
         self._direct: _VideoWriter | None = None
@@ -122,15 +129,17 @@ class SegmentedVideoWriter(FrameWriter):
         self.codec = self._current.codec
         self.pix_fmt = self._current.pix_fmt
         self._settings.update(fps=self.fps, codec=self.codec, pix_fmt=self.pix_fmt)
-        self.segment_frames = segment_frames
-        if self.segments and any(s.frames != self.segment_frames for s in self.segments):
-            raise OutputError(f"the segments in {workdir} are of another length; start again with --overwrite")
+        for seg in self.segments:  # fixed boundaries: only the segment at the end may be shorter
+            if seg.first != seg.index * segment_frames or (
+                seg.frames != segment_frames and (total is None or seg.first + seg.frames != total)
+            ):
+                raise OutputError(f"the segments in {workdir} are of another length; start again with --overwrite")
 
     def _open_segment(self) -> _VideoWriter:
         ext = self.path.suffix.lower()
         s = self._settings
         codec = s["codec"] or _DEFAULT_CODEC[ext]
-        path = self.workdir / f"seg-{len(self.segments):06d}{segment_container(ext, codec)}"
+        path = self.workdir / f"seg-{self._index:06d}{segment_container(ext, codec)}"
         # segments start at time 0; the join places them on the output's timeline
         like = dataclasses.replace(self.like, start_time=0.0)
         return _VideoWriter(path, like, self.width, self.height, s["fps"] if s["fps"] is not None else self.like.fps,
@@ -152,8 +161,9 @@ class SegmentedVideoWriter(FrameWriter):
     def _finish_segment(self) -> None:
         cur, self._current = self._current, None
         cur.close()
-        first = self.segments[-1].first + self.segments[-1].frames if self.segments else 0
-        seg = Segment(len(self.segments), first, cur.written, cur.path.name, cur.path.stat().st_size)
+        seg = Segment(self._index, self._index * self.segment_frames, cur.written, cur.path.name,
+                      cur.path.stat().st_size)  # fmt: skip
+        self._index += 1
         self.segments.append(seg)
         if self.on_segment is not None:
             self.on_segment(seg)
@@ -171,13 +181,24 @@ class SegmentedVideoWriter(FrameWriter):
             elif self._current is not None:
                 self._current.abort()
                 self._current = None
+            if not self._join_at_close:
+                self._finished = True
+                return
             if not self.segments:
                 raise OutputError(f"no frames were written to {self.path}")
+            self._check_complete()
             self._join()
         except BaseException:
             self.abort()
             raise
         self._finished = True
+
+    def _check_complete(self) -> None:
+        """The segments follow each other from frame 0 (a sharded run's parts all arrived)."""
+        self.segments.sort(key=lambda s: s.index)
+        for k, seg in enumerate(self.segments):
+            if seg.index != k:
+                raise OutputError(f"{self.workdir}: segment {k} is missing; rerun with --resume to write it")
 
     def _join(self) -> None:
         dest = self.path
