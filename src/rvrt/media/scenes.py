@@ -13,7 +13,9 @@ Detection (:class:`CutDetector`, :func:`detect_cuts`) looks for *hard* cuts on s
   difference of its neighbours (two frames either side): camera and subject motion change
   every frame about as much, a cut changes one frame far more than its neighbours;
 * the colour histograms differ by at least :attr:`CutDetector.min_histogram` (half the L1
-  distance of 16-bin histograms per channel, 0..1): motion moves pixels but keeps the colours;
+  distance of 16-bin histograms per channel, 0..1): motion moves pixels but keeps the colours.
+  A cut to a shot of similar colours (the same place, later: a jump cut) passes with a quarter of
+  that when its change is twice the ratio above its neighbours';
 * it is not a flash: a frame unlike both neighbours that are alike (a one-frame flash or
   glitch) starts no shot.
 
@@ -131,11 +133,12 @@ class CutDetector:
         return found
 
     def _is_cut(self, i: int, n: int) -> bool:
-        c = self._change[i]
-        if c < self.min_change or self._hist_change[i] < self.min_histogram:
+        c, hist = self._change[i], self._hist_change[i]
+        if c < self.min_change or hist < self.min_histogram / 4:
             return False
         around = [self._change[j] for j in (i - 2, i - 1, i + 1, i + 2) if 1 <= j < n]
-        if around and c < self.ratio * (sum(around) / len(around)):
+        ratio = self.ratio if hist >= self.min_histogram else 2 * self.ratio
+        if around and c < ratio * (sum(around) / len(around)):
             return False
         # a flash: the frame after i is like the one before it, or i is like the one two before
         after_back = self._skip[i + 1] if i + 1 < n else None
