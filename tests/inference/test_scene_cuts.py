@@ -221,3 +221,18 @@ def test_bad_scene_cut_values_are_one_clear_error():
         with pytest.raises(InputError, match=why):
             restore_job(scene_cuts=bad)
     assert restore_job(scene_cuts=[9, 3, 3]).scene_cuts == (3, 9)
+
+
+@needs_data
+def test_eval_restores_each_shot_of_a_sequence_alone(tiny_sr_weights):
+    from rvrt.cli.eval import build_restore_fn
+
+    a, b = _tensors(_clip(CALENDAR, 5, 40, 48)), _tensors(_clip(CITY, 5, 40, 48))
+    model = rvrt.load_model(tiny_sr_weights)
+    kw = dict(tile=TILE["tile"], tile_overlap=TILE["tile_overlap"])
+    plain = build_restore_fn(model, **kw)
+    alone = torch.cat([plain(torch.stack(a)), plain(torch.stack(b))])
+    joined = torch.stack(a + b)
+    assert torch.equal(build_restore_fn(model, scene_cuts="auto", **kw)(joined), alone)
+    assert torch.equal(build_restore_fn(model, scene_cuts=[5], **kw)(joined), alone)
+    assert not torch.equal(plain(joined), alone)

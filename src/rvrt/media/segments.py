@@ -98,6 +98,9 @@ class SegmentedVideoWriter(FrameWriter):
                  done: list[Segment] | None = None, on_segment: Callable[[Segment], None] | None = None,
                  total: int | None = None, first_segment: int | None = None, join: bool = True) -> None:  # fmt: skip
         super().__init__(dest, width, height)
+        if fps is None and like.fps is None:  # said once for the output, not for every segment
+            logger.warning("%s: the input has no frame rate; writing %s fps (--fps to choose)", dest, DEFAULT_FPS)
+            fps = DEFAULT_FPS
         self.workdir = workdir
         self.like = like
         self.overwrite = overwrite
