@@ -28,8 +28,8 @@ def smooth_frames(n: int, width: int = W, height: int = H) -> list[np.ndarray]:
 
 
 def make_video(path: Path, frames, *, codec="libx264", pix_fmt="yuv420p", rate=NTSC, audio=False,
-                tags=None, rotation=None, in_fmt="rgb24", options=None) -> Path:  # fmt: skip
-    out = av.open(str(path), "w")
+                tags=None, rotation=None, in_fmt="rgb24", options=None, container_options=None) -> Path:  # fmt: skip
+    out = av.open(str(path), "w", container_options=container_options or {})
     stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
     stream.pix_fmt = pix_fmt

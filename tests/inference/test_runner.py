@@ -275,19 +275,8 @@ def _cut(src: Path, dst: Path, fraction: float) -> Path:
 
 
 def _faststart(path: Path, frames: list[np.ndarray]) -> Path:
-    out = av.open(str(path), "w", container_options={"movflags": "+faststart"})
-    s = out.add_stream("libx264", rate=25)
-    s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-    s.options = {"preset": "ultrafast", "crf": "12", "g": "5"}
-    for i, a in enumerate(frames):
-        f = av.VideoFrame.from_ndarray(a, format="rgb24")
-        f.pts = i
-        for p in s.encode(f):
-            out.mux(p)
-    for p in s.encode():
-        out.mux(p)
-    out.close()
-    return path
+    return make_video(path, frames, rate=25, options={"preset": "ultrafast", "crf": "12", "g": "5"},
+                      container_options={"movflags": "+faststart"})  # fmt: skip
 
 
 def test_a_truncated_video_is_refused_unless_allowed(tiny_sr_weights, tmp_path, capsys):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from rvrt.cli.options import add_compute_options, add_quiet, parse_tile
@@ -91,10 +90,9 @@ def build_restore_fn(
     from rvrt.inference.options import StageOptions
     from rvrt.inference.planner import plan_stage
     from rvrt.inference.stages import RestoreStage
-    from rvrt.media.scenes import detect_cuts, read_cut_list
+    from rvrt.media.scenes import detect_cuts, given_cuts
 
-    if scene_cuts not in ("off", "auto") and isinstance(scene_cuts, (str, os.PathLike)):
-        scene_cuts = read_cut_list(scene_cuts)
+    given = given_cuts(scene_cuts)
 
     spec = model.rvrt_spec
     device, dtype = resolve_device(device), resolve_dtype(dtype)
@@ -123,7 +121,7 @@ def build_restore_fn(
         if scene_cuts == "auto":
             cuts = detect_cuts(f.permute(1, 2, 0).numpy() for f in lq[:, :3])
         else:
-            cuts = [] if scene_cuts == "off" else [c for c in scene_cuts if 0 < c < t]
+            cuts = [c for c in given or () if 0 < c < t]
         stage = RestoreStage(options=options, net=model, spec=spec, plan=plan, device=device, dtype=dtype,
                              scale=spec.scale, cuts=tuple(cuts), total=t)  # fmt: skip
         out: list[torch.Tensor] = []

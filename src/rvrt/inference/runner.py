@@ -45,7 +45,7 @@ from rvrt.inference.stages import Stage, build_stage
 from rvrt.inference.vfi import output_fps
 from rvrt.media import MediaInfo, check_length, open_reader, output_kind, probe
 from rvrt.media.pixels import frame_to_tensor, tensor_to_frame
-from rvrt.media.scenes import find_cuts, read_cut_list
+from rvrt.media.scenes import detects, find_cuts, given_cuts
 from rvrt.media.segments import SegmentedVideoWriter
 from rvrt.media.writers import _FramesWriter, _refuse_own_input
 
@@ -412,19 +412,17 @@ def job_summary(job: PreparedJob, frames: int, t0: float, **kw) -> RunSummary:
 
 
 def _cuts_setting(setting, info: MediaInfo):
-    """What of the scene-cuts setting goes into the fingerprint: the mode, or the cuts given."""
-    if setting is None:
-        return "auto" if info.kind == "video" else "off"
-    if isinstance(setting, (str, os.PathLike)) and setting not in ("auto", "off"):
-        return read_cut_list(setting)  # a changed file must not resume
-    return list(setting) if isinstance(setting, tuple) else setting
+    """What of the scene-cuts setting goes into the fingerprint: the cuts given (a changed file
+    must not resume), or whether they are detected."""
+    given = given_cuts(setting)
+    if given is not None:
+        return given
+    return "auto" if detects(setting, info.kind) else "off"
 
 
 def _find_cuts(options: JobOptions, input, info: MediaInfo, start: int, n_in: int | None) -> list[int]:
     """The scene cuts of the frames a run restores (input frame numbers)."""
-    if options.scene_cuts == "off" or (options.scene_cuts is None and info.kind != "video"):
-        return []
-    bar = Progress(n_in, "scene cuts", enabled=options.progress)
+    bar = Progress(n_in, "scene cuts", enabled=options.progress and detects(options.scene_cuts, info.kind))
     try:
         cuts, how = find_cuts(options.scene_cuts, input, info=info, start=start, frames=n_in, progress=bar.at)
     finally:
@@ -580,12 +578,8 @@ def iter_job(
         raise InputError(
             f"{flag('scene_cuts')} 'auto' reads the input twice: pass a file or folder, or the cuts as a list"
         )
-    elif isinstance(options.scene_cuts, tuple):
-        cuts = list(options.scene_cuts)
-    elif options.scene_cuts in (None, "off"):
-        cuts = []
     else:
-        cuts = read_cut_list(options.scene_cuts)
+        cuts = given_cuts(options.scene_cuts) or []
     _set_cuts(stages, cuts)
     totals = [total]
     for s in stages[:-1]:

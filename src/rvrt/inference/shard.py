@@ -44,6 +44,7 @@ from rvrt.inference.runner import (
     prepare_job,
     stream_part,
 )
+from rvrt.media.segments import written_in_segments
 
 __all__ = ["World", "world", "split_parts", "run_sharded"]
 
@@ -102,7 +103,7 @@ def _units(job, session) -> list[tuple[int, int]]:
     """The units ``(first output frame, frames)`` of the output that are not finished."""
     n = job.n_out
     size = job.options.segment_frames
-    if job.kind == "video" and job.dest.suffix.lower() in (".gif", ".avi"):
+    if job.kind == "video" and not written_in_segments(job.dest):
         return [(0, n)] if n else []
     done_segments = {s.index for s in session.segments} if job.kind == "video" else set()
     todo = []
@@ -223,7 +224,7 @@ def _work(job, session, head: dict, where: World, t0: float) -> RunSummary:
 def _finish(job, session) -> None:
     """Rank 0, once every rank is done: join the segments (video) and mark the output complete."""
     runlog = RunLog.read(log_path(job.dest, job.kind))  # with every rank's records
-    if job.kind == "video" and job.dest.suffix.lower() not in (".gif", ".avi"):
+    if job.kind == "video" and written_in_segments(job.dest):
         writer = open_part_writer(job, job.n_out, resumed=True, segments=kept_segments(session.workdir, runlog))
         writer.close()  # nothing more to write: joins the segments
     session.runlog = runlog

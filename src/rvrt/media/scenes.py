@@ -42,7 +42,7 @@ import numpy as np
 from rvrt.errors import InputError
 from rvrt.files import os_error
 
-__all__ = ["CutDetector", "detect_cuts", "find_cuts", "read_cut_list", "thumbnail", "shots_of"]
+__all__ = ["CutDetector", "detect_cuts", "detects", "find_cuts", "given_cuts", "read_cut_list", "thumbnail", "shots_of"]
 
 #: thumbnails are about this wide (block means of the frame)
 THUMB_WIDTH = 96
@@ -167,6 +167,22 @@ def detect_cuts(
     return [first + c for c in det.cuts]
 
 
+def given_cuts(setting) -> list[int] | None:
+    """The cuts a ``scene_cuts`` setting gives itself (a cut list file or frame numbers), or None
+    for ``"auto"``, ``"off"`` and None (see :class:`rvrt.inference.options.JobOptions`)."""
+    if setting is None or setting in ("auto", "off"):
+        return None
+    if isinstance(setting, (str, os.PathLike)):
+        return read_cut_list(setting)
+    return sorted({int(c) for c in setting})
+
+
+def detects(setting, kind: str) -> bool:
+    """Whether a ``scene_cuts`` setting asks for detection on an input of this kind
+    (``"video"`` or ``"frames"``): ``"auto"``, or None (the default) for a video."""
+    return setting == "auto" or (setting is None and kind == "video")
+
+
 def find_cuts(
     setting,
     source: str | os.PathLike,
@@ -177,26 +193,22 @@ def find_cuts(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[int], str]:
     """The cuts of input frames ``start .. start + frames - 1`` of ``source`` for a ``scene_cuts``
-    setting (see :class:`rvrt.inference.options.JobOptions`), numbered like the input's frames,
-    and how they were found (``"detected"``, ``"given"`` or ``"off"``).
-
-    ``None`` detects cuts in a video and not in a folder of frames. Detection reads the frames once
-    (``progress(n)`` is told every frame read)."""
+    setting, numbered like the input's frames, and how they were found (``"detected"``,
+    ``"given"`` or ``"off"``). Detection reads the frames once (``progress(n)`` is told every
+    frame read)."""
     from rvrt.media.readers import open_reader, probe
 
     info = probe(source) if info is None else info
-    if setting == "off" or (setting is None and info.kind != "video"):
-        return [], "off"
     end = None if frames is None else start + frames
-    if setting is None or setting == "auto":
+    if detects(setting, info.kind):
         reader = open_reader(source, start=start, info=info, on_damage="stop")
         with reader:
             stream = (f.data for f in itertools.islice(reader, frames))
             cuts, how = detect_cuts(stream, first=start, progress=progress), "detected"
-    elif isinstance(setting, (str, os.PathLike)):
-        cuts, how = read_cut_list(setting), "given"
     else:
-        cuts, how = list(setting), "given"
+        cuts, how = given_cuts(setting), "given"
+        if cuts is None:
+            return [], "off"
     return [c for c in cuts if c > start and (end is None or c < end)], how
 
 

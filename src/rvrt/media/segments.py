@@ -34,7 +34,7 @@ from rvrt.media.copy import StreamCopy
 from rvrt.media.info import DEFAULT_FPS, MUXERS, FrameWriter, MediaInfo, open_input
 from rvrt.media.writers import _DEFAULT_CODEC, _container_options, _exact_fps, _VideoWriter
 
-__all__ = ["Segment", "SegmentedVideoWriter", "segment_container", "verify_segment"]
+__all__ = ["Segment", "SegmentedVideoWriter", "segment_container", "verify_segment", "written_in_segments"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ class Segment:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def written_in_segments(dest: Path) -> bool:
+    """Whether a video output is written in segments (GIF and AVI are written straight)."""
+    return dest.suffix.lower() not in _UNSEGMENTED
 
 
 def segment_container(dest_ext: str, codec: str) -> str:
@@ -116,7 +121,7 @@ class SegmentedVideoWriter(FrameWriter):
         self._settings = dict(fps=fps, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, bit_depth=bit_depth)
         self._current: _VideoWriter | None = None
         self._direct: _VideoWriter | None = None
-        if dest.suffix.lower() in _UNSEGMENTED:  # written straight into the output (see the module doc)
+        if not written_in_segments(dest):  # written straight into the output (see the module doc)
             self._direct = _VideoWriter(dest, like, width, height, fps, codec, crf, preset, pix_fmt, bit_depth,
                                         copy_streams, overwrite, first_frame)  # fmt: skip
             self.fps, self.codec, self.pix_fmt = self._direct.fps, self._direct.codec, self._direct.pix_fmt
