@@ -1,0 +1,167 @@
+"""What a registered model is (:class:`ModelSpec`, its weights, metrics and architecture) and the
+registry itself (:func:`register`, :func:`get_spec`, :func:`list_models`); the records are in
+:mod:`rvrt.zoo.records`."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from rvrt.errors import InputError
+
+__all__ = [
+    "Architecture",
+    "ARCHITECTURES",
+    "Metric",
+    "ModelSpec",
+    "WeightsSpec",
+    "get_spec",
+    "list_models",
+    "register",
+]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A model family: where its module and config class live (imported lazily)."""
+
+    name: str
+    model: str  # "package.module:Class"
+    config: str  # "package.module:ConfigClass" with a ``from_kwargs`` classmethod
+
+    def _load(self, ref: str):
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def model_class(self):
+        return self._load(self.model)
+
+    @property
+    def config_class(self):
+        return self._load(self.config)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "rvrt": Architecture("rvrt", "rvrt.models.rvrt:RVRT", "rvrt.models.rvrt:RVRTConfig"),
+    "rvrt_light": Architecture(
+        "rvrt_light", "rvrt.models.rvrt_light:RVRTLight", "rvrt.models.rvrt_light:RVRTLightConfig"
+    ),
+    "vrt": Architecture("vrt", "rvrt.models.vrt:VRT", "rvrt.models.vrt:VRTConfig"),
+}
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A published weight file: downloaded from ``url``, or shipped inside the package (``bundled``)."""
+
+    url: str = ""
+    sha256: str | None = None  # None: not published; the download logs the digest it got
+    size: int | None = None  # bytes, when known
+    license: str = "CC-BY-NC-4.0"
+    source: str = ""
+    bundled: str | None = None  # file name under rvrt/weights/ in the installed package
+
+    @property
+    def filename(self) -> str:
+        return self.bundled or self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A reference number for these weights: the paper's for official weights, ours (measured with
+    ``rvrt eval``, see ``note``) for the weights we train."""
+
+    dataset: str
+    channel: str  # "RGB" or "Y"
+    psnr: float
+    ssim: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    Attributes:
+        name: canonical name, ``<family>.<task>``.
+        aliases: other accepted names (the official task name).
+        arch: key of :data:`ARCHITECTURES`.
+        kwargs: the official constructor keyword arguments of the architecture.
+        task: ``"sr"``, ``"deblur"``, ``"denoise"``, ``"vfi"``, ...
+        scale: spatial upscaling factor of the output.
+        description: one line for listings.
+        weights: published weights, if any.
+        metrics: the paper's numbers for those weights.
+        tile: default test tile ``(frames, height, width)`` (0 = whole), from the official test commands.
+        tile_overlap: default tile overlap ``(frames, height, width)``.
+        train_frames: clip length the weights were trained with.
+        extras: anything else, e.g.
+            ``bytes_per_pixel_frame`` (memory estimate behind ``--tile auto``), ``protocol_tiles``
+            (``{protocol: (tile, overlap)}`` where the official test of a benchmark used another tile).
+    """
+
+    name: str
+    arch: str
+    kwargs: dict[str, Any]
+    task: str
+    scale: int
+    description: str
+    aliases: tuple[str, ...] = ()
+    weights: WeightsSpec | None = None
+    metrics: tuple[Metric, ...] = ()
+    tile: tuple[int, int, int] = (0, 0, 0)
+    tile_overlap: tuple[int, int, int] = (2, 20, 20)
+    train_frames: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> Architecture:
+        return ARCHITECTURES[self.arch]
+
+    def build_config(self):
+        """The frozen config object of this model."""
+        return self.architecture.config_class.from_kwargs(**self.kwargs)
+
+    @property
+    def in_channels(self) -> int:
+        return 4 if self.kwargs.get("nonblind_denoising") else 3
+
+
+#: the model ``rvrt restore`` uses when neither a model nor weights are given; its weights ship with
+#: the package (Apache-2.0), see docs/DEFAULT_MODEL.md
+DEFAULT_MODEL: str | None = "rvrt.sr_small"
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the zoo (names and aliases must be new)."""
+    if spec.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {spec.arch!r} for {spec.name}")
+    for n in (spec.name, *spec.aliases):
+        if n in _REGISTRY or n in _ALIASES:
+            raise ValueError(f"model name {n!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    for a in spec.aliases:
+        _ALIASES[a] = spec.name
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look a model up by canonical name or alias.
+
+    Raises:
+        InputError: unknown name (the message lists the known ones).
+    """
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _REGISTRY[key]
+
+
+def list_models(arch: str | None = None) -> list[str]:
+    """Canonical names of the registered models (optionally of one architecture)."""
+    return [n for n, s in _REGISTRY.items() if arch is None or s.arch == arch]
