@@ -16,7 +16,7 @@ import torch
 from rvrt.errors import InputError
 from rvrt.train import Trainer, load_recipe
 from rvrt.train.model import build_model
-from rvrt.train.trainer import find_checkpoints
+from rvrt.train.state import find_checkpoints
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

@@ -26,7 +26,6 @@ import inspect
 import json
 import logging
 import random
-import re
 import signal
 import threading
 import time
@@ -48,13 +47,11 @@ from rvrt.train.config import dumps_toml, loads_toml
 from rvrt.train.losses import build_loss
 from rvrt.train.model import build_model, export_weights, init_weights, matches
 from rvrt.train.optim import build_optimizer, clip_grads, grad_norm, lr_at
+from rvrt.train.state import CHECKPOINT_FORMAT, find_checkpoints, rng_state, set_rng_state
 
-__all__ = ["Trainer", "TrainResult", "find_checkpoints", "psnr"]
+__all__ = ["Trainer", "TrainResult", "psnr"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "rvrt.train/1"
-_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
 @dataclass
@@ -81,47 +78,10 @@ def psnr(out: torch.Tensor, gt: torch.Tensor) -> float:
     return sum(values) / len(values)
 
 
-def _rng_state(loader_gen: torch.Generator, device: torch.device) -> dict[str, Any]:
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": {
-            "kind": kind,
-            "key": torch.from_numpy(key.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "gauss": float(gauss),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "loader": loader_gen.get_state(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any], loader_gen: torch.Generator, device: torch.device) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"] is not None:
-        torch.cuda.set_rng_state(state["cuda"], device)
-    loader_gen.set_state(state["loader"])
-
-
 def _ignore_sigint(_: int) -> None:
     # Ctrl-C reaches the whole process group; the workers must keep serving the batches of the
     # iteration the main process finishes before it saves and shuts them down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def find_checkpoints(out_dir: Path) -> list[Path]:
-    """Checkpoints ``step_*.pt`` of a run, oldest first."""
-    folder = Path(out_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
-    return [p for _, p in sorted(found)]
 
 
 # --------------------------------------------------------------------------- trainer
@@ -402,7 +362,7 @@ class Trainer:
             )
 
     def _save(self) -> Path | None:
-        rngs = D.all_gather_object(_rng_state(self.loader_gen, self.device))
+        rngs = D.all_gather_object(rng_state(self.loader_gen, self.device))
         prints = D.all_gather_object(self._fingerprint())
         if len(set(prints)) > 1:
             raise RuntimeError(f"the processes' weights differ at iteration {self.step} (fingerprints {prints})")
@@ -457,7 +417,7 @@ class Trainer:
         self.batches_in_epoch, self.best = int(state["batches_in_epoch"]), dict(state["best"])
         same_layout = state["world_size"] == self.dist.world_size and state["micro_batch"] == self.micro_bs
         if same_layout:
-            _set_rng_state(state["rng"][self.dist.rank], self.loader_gen, self.device)
+            set_rng_state(state["rng"][self.dist.rank], self.loader_gen, self.device)
         else:  # keep the epoch's progress in samples; exactness needs the same layout
             samples = self.batches_in_epoch * state["micro_batch"] * state["world_size"]
             self.batches_in_epoch = samples // (self.micro_bs * self.dist.world_size)
