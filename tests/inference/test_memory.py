@@ -32,15 +32,21 @@ POINTS = [
 ]
 
 
-def _measure(point: dict) -> int:
+def _measure(point: dict, runs: int = 3) -> int:
+    """The largest peak of ``runs`` fresh processes: one run's resident peak varies by up to 25 %
+    (huge pages are granted or not; measured 446-605 MB for the rvrt_light point), and the plan
+    must cover the peak a run can reach."""
     env = dict(os.environ, THP_MEM_ALLOC_ENABLE="1")  # as the rvrt command runs
     src = Path(rvrt.__file__).resolve().parents[1]
     env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, str(BENCH), "--child", json.dumps(point), "--threads", "2"],
-        capture_output=True, text=True, env=env, check=True,
-    )  # fmt: skip
-    return json.loads(out.stdout.strip().splitlines()[-1])["measured"]
+    peaks = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, str(BENCH), "--child", json.dumps(point), "--threads", "2"],
+            capture_output=True, text=True, env=env, check=True,
+        )  # fmt: skip
+        peaks.append(json.loads(out.stdout.strip().splitlines()[-1])["measured"])
+    return max(peaks)
 
 
 @pytest.mark.parametrize(
