@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -11,11 +13,51 @@ import pytest
 import torch
 
 DATA = Path(__file__).parent / "data"
-sys.path.insert(0, str(Path(__file__).parent))  # for conformance_weights
+sys.path.insert(0, str(Path(__file__).parent))  # for conformance_weights and media
+
+from media import REAL  # noqa: E402
 
 # one thread per test process: the suite runs with pytest-xdist (one worker per core), and the small
 # tensors of the tests run faster single-threaded than with two threads fighting over two cores
 torch.set_num_threads(1)
+
+
+def pytest_configure(config) -> None:
+    # CI must run the real-footage tests, not pass by skipping them (elsewhere they skip with a hint)
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes") and not REAL.is_dir():
+        raise pytest.UsageError(
+            f"CI is set but the real footage is missing at {REAL}: put the shared data/real folder there "
+            "or point RVRT_REAL_DATA at it"
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic(tmp_path_factory):
+    """No test reads or writes the user's weights cache or reaches the network.
+
+    The cache (``RVRT_HOME``) is a private temporary folder and ``RVRT_OFFLINE=1`` is set for the whole
+    session, subprocesses included; a test that serves files from a local HTTP server clears it
+    itself. Connections to anything but the loopback interface fail at once in this process.
+    """
+    saved = {k: os.environ.get(k) for k in ("RVRT_HOME", "RVRT_OFFLINE")}
+    os.environ["RVRT_HOME"] = str(tmp_path_factory.mktemp("rvrt_home"))
+    os.environ["RVRT_OFFLINE"] = "1"
+    connect = socket.socket.connect
+
+    def loopback_only(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(f"tests must not use the network (connection to {address!r} refused by tests/conftest.py)")
+        return connect(sock, address)
+
+    socket.socket.connect = loopback_only
+    yield
+    socket.socket.connect = connect
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +78,20 @@ def tiny_rvrt(meta: dict, name: str, **model_kwargs):
     model = rvrt.RVRT(**meta["configs"][name], **model_kwargs).eval()
     model.load_state_dict(state_dict_for(model, meta["listings"][name], meta["seed"]), strict=True)
     return model
+
+
+@pytest.fixture
+def empty_model_caches():
+    """The models' process-wide caches (shift masks, index tables) emptied before and after the test, so
+    a test about what happens when they are first filled does not depend on which tests ran before."""
+    from rvrt.models import swin
+
+    caches = [swin._cpu_constant, swin._shift_mask_cpu]
+    for c in caches:
+        c.cache_clear()
+    yield
+    for c in caches:
+        c.cache_clear()
 
 
 # micro VRT architectures (every kind of block, a fraction of a second per clip): constructor

@@ -9,8 +9,14 @@ from pathlib import Path
 import av
 import numpy as np
 
-#: real footage (../shared/data/real, see its MANIFEST); tests using it skip with a reason where it is absent
+#: real footage (../shared/data/real, see its MANIFEST; ``RVRT_REAL_DATA`` points elsewhere). Tests using
+#: it skip with :data:`REAL_MISSING` where it is absent, except under ``CI=true`` where its absence is
+#: an error (tests/conftest.py), so CI never passes by skipping them
 REAL = Path(os.environ.get("RVRT_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
+REAL_MISSING = (
+    f"real footage not found at {REAL}: set RVRT_REAL_DATA to the shared data/real folder "
+    "(see its MANIFEST.txt) to run this test"
+)
 NTSC = Fraction(30000, 1001)
 W, H = 64, 48
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from media import REAL, REAL_MISSING
 from rvrt.data.degradations import (
     BD_VARIANTS,
     add_gaussian_noise,
@@ -18,9 +18,6 @@ from rvrt.data.degradations import (
     resize_weights,
 )
 from rvrt.errors import InputError
-
-REPO = Path(__file__).resolve().parents[1]
-REAL = Path(os.environ.get("RVRT_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 
 def _img(seed: int, h: int = 23, w: int = 31, c: int = 3, dtype=np.uint8) -> np.ndarray:
@@ -262,14 +259,38 @@ def test_noise_rejects_bad_input():
         add_gaussian_noise(np.zeros((4, 4), np.float32), 1, seed=0, generator=torch.Generator())
 
 
-# --------------------------------------------------------------------------- real data (optional extra)
+# --------------------------------------------------------------------------- MATLAB exactness
+
+
+def test_bicubic_equals_the_matlab_verified_golden_results_bit_for_bit():
+    """tests/data/bicubic/golden.npz: rvrt's results at a commit that matched MATLAB byte for byte on all
+    of Vid4 calendar (tests/data/make_bicubic_fixture.py); float64 bitwise, so even a change of
+    summation order shows up, and this runs in every checkout, real data or not."""
+    with np.load(Path(__file__).parent / "data" / "bicubic" / "golden.npz") as z:
+        g = {k: z[k] for k in z.files}
+    img = g["input"]
+    f = img.astype(np.float64) / 255
+    assert np.array_equal(imresize(img, 1 / 4), g["down4_u8"])
+    for name, got in [
+        ("down4_f64", imresize(f, 1 / 4)),
+        ("down3_f64", imresize(f, 1 / 3)),
+        ("up4_f64", imresize(g["down4_f64"], 4)),
+        ("aniso_f64", imresize(f, (1 / 2, 1 / 3))),
+    ]:
+        assert got.dtype == np.float64 and np.array_equal(got, g[name]), name
+    # the torch path gives the same bits as numpy
+    t = torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))
+    assert np.array_equal(imresize(t, 1 / 4).numpy().transpose(1, 2, 0), g["down4_f64"])
+
+
+# --------------------------------------------------------------------------- real data (Vid4)
 
 _VID4_GT = REAL / "yhjo09+VSR-DUF" / "inputs" / "G" / "calendar"
 _VID4_BI = REAL / "YapengTian+TDAN-VSR-CVPR-2020" / "data" / "Vid4" / "calendar" / "LR_bicubic"
 _VID4_BD = REAL / "yhjo09+VSR-DUF" / "inputs" / "L" / "input"
 
 
-@pytest.mark.skipif(not (_VID4_GT.is_dir() and _VID4_BI.is_dir()), reason="Vid4 real data not available")
+@pytest.mark.skipif(not (_VID4_GT.is_dir() and _VID4_BI.is_dir()), reason=REAL_MISSING)
 def test_vid4_calendar_bicubic_is_byte_exact():
     from rvrt.data.frames import read_image
 
@@ -280,7 +301,7 @@ def test_vid4_calendar_bicubic_is_byte_exact():
         assert np.array_equal(out, read_image(_VID4_BI / name)), name
 
 
-@pytest.mark.skipif(not (_VID4_GT.is_dir() and _VID4_BD.is_dir()), reason="Vid4 real data not available")
+@pytest.mark.skipif(not (_VID4_GT.is_dir() and _VID4_BD.is_dir()), reason=REAL_MISSING)
 def test_vid4_calendar_bd_matches_the_duf_frames():
     from rvrt.data.frames import read_image
 

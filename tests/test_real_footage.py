@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from media import REAL
+from media import REAL, REAL_MISSING
 from rvrt.cli import main
 from rvrt.data.degradations import imresize
 from rvrt.data.frames import read_image, write_image
@@ -17,7 +17,7 @@ GT = REAL / "yhjo09+VSR-DUF" / "inputs" / "G" / "calendar"
 
 needs_data = pytest.mark.skipif(
     not LQ.is_dir() or not GT.is_dir(),
-    reason=f"real footage not found at {REAL} (set RVRT_REAL_DATA to the shared data/real folder)",
+    reason=REAL_MISSING,
 )
 
 

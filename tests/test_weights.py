@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import socket
+import tempfile
 import threading
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from rvrt.checkpoint import load_state_dict_file, read_metadata, save_safetensor
 from rvrt.cli import main as cli
 from rvrt.errors import DownloadError, WeightsError
 from rvrt.files import default_file_mode
-from rvrt.hub import download
+from rvrt.hub import download, pin_path
 
 TINY = dict(upscale=4, embed_dims=[24, 24, 24], num_heads=[2, 2, 2], attention_heads=4, deformable_groups=4)
 
@@ -127,7 +130,9 @@ def _sha(path: Path) -> str:
 
 
 @pytest.fixture
-def http_server(tmp_path):
+def http_server(tmp_path, monkeypatch):
+    """A local HTTP server (the session runs with RVRT_OFFLINE=1, which this fixture lifts)."""
+    monkeypatch.delenv("RVRT_OFFLINE", raising=False)
     root = tmp_path / "srv"
     root.mkdir()
 
@@ -167,10 +172,75 @@ def test_offline_and_unreachable_errors_tell_what_to_do(tmp_path, monkeypatch):
         download("https://example.invalid/releases/001.pth", dest, progress=False)
     assert "https://example.invalid/releases/001.pth" in str(err.value)
     assert "001.pth" in str(err.value) and "--weights" in str(err.value)
+    assert "RVRT_OFFLINE is set" in str(err.value)  # said before trying the network, not a DNS failure
     monkeypatch.delenv("RVRT_OFFLINE")
-    with pytest.raises(DownloadError, match="cannot download http://127.0.0.1:9/x.pth"):
-        download("http://127.0.0.1:9/x.pth", dest, progress=False, timeout=5)
+    with socket.socket() as s:  # a port that was free a moment ago: refused at once, no waiting on a timeout
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match=f"cannot download http://127.0.0.1:{port}/x.pth"):
+        download(f"http://127.0.0.1:{port}/x.pth", dest, progress=False, timeout=1)
     assert not dest.exists()
+
+
+def test_tests_cannot_reach_the_network(monkeypatch):
+    monkeypatch.delenv("RVRT_OFFLINE")
+    with pytest.raises(DownloadError, match="tests must not use the network"):
+        download("http://192.0.2.1/x.pth", Path("unused"), progress=False, timeout=1)
+    assert str(rvrt.hub.cache_dir()).startswith(tempfile.gettempdir())  # never the user's ~/.cache/rvrt
+
+
+def test_a_download_without_published_digest_is_pinned_and_the_pin_checked(tmp_path, caplog):
+    src = tmp_path / "release" / "w.pth"
+    src.parent.mkdir()
+    src.write_bytes(b"weights" * 1000)
+    dest = tmp_path / "cache" / "w.pth"
+    download(src.as_uri(), dest, progress=False)
+    assert dest.read_bytes() == src.read_bytes()
+    assert pin_path(dest).read_text() == f"{_sha(src)}  w.pth\n"
+    assert download(src.as_uri(), dest, progress=False) == dest  # unchanged: used as it is
+    dest.write_bytes(b"weights" * 999 + b"damaged")  # bit rot, a half-copied file, a replaced file
+    with pytest.raises(DownloadError) as err:
+        download(src.as_uri(), dest, progress=False)
+    message = str(err.value)
+    assert str(dest) in message and "changed since it was downloaded" in message and "Delete it" in message
+    assert dest.read_bytes().endswith(b"damaged")  # the user's file is not deleted behind their back
+    dest.unlink()
+    pin_path(dest).unlink()
+    # a file placed by hand (as the offline error suggests) is pinned as it is, with a log line saying so
+    dest.write_bytes(b"by hand")
+    with caplog.at_level("INFO", logger="rvrt.hub"):
+        assert download("https://example.invalid/w.pth", dest, progress=False) == dest
+    assert "pinning the sha256" in caplog.text and pin_path(dest).read_text().startswith(_sha(dest))
+
+
+def _downloadable():
+    return [n for n in rvrt.list_models() if rvrt.get_spec(n).weights and rvrt.get_spec(n).weights.url]
+
+
+@pytest.mark.parametrize("name", _downloadable())
+def test_every_downloadable_zoo_entry_is_verified_before_use(name, tmp_path, monkeypatch):
+    """Each official file is served from a local "release" (same file name) into a private cache: the
+    download is pinned (or checked against the published digest) and a damaged cache file is refused."""
+    spec = rvrt.get_spec(name)
+    release = tmp_path / "release" / spec.weights.filename
+    release.parent.mkdir()
+    release.write_bytes(name.encode() * 100)
+    sha = spec.weights.sha256
+    if sha is not None:  # a published digest: serve a file with that digest is impossible, so check the refusal
+        local = replace(spec, weights=replace(spec.weights, url=release.as_uri()))
+        with pytest.raises(DownloadError, match="sha256"):
+            rvrt.api.fetch_weights(local, progress=False)
+        return
+    local = replace(spec, weights=replace(spec.weights, url=release.as_uri()))
+    monkeypatch.setenv("RVRT_HOME", str(tmp_path / "home"))
+    path = rvrt.api.fetch_weights(local, progress=False)
+    assert path == tmp_path / "home" / "weights" / spec.weights.filename and path.read_bytes() == release.read_bytes()
+    assert pin_path(path).read_text().split()[0] == _sha(release)
+    with open(path, "r+b") as f:  # one flipped byte
+        f.seek(7)
+        f.write(b"\x00")
+    with pytest.raises(DownloadError, match="changed since it was downloaded"):
+        rvrt.api.fetch_weights(local, progress=False)
 
 
 def test_official_weights_via_file_url_into_cache(tmp_path, monkeypatch, tiny_model):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rvrt
-from media import REAL, make_video
+from media import REAL, REAL_MISSING, make_video
 from rvrt.cli import main
 from rvrt.data.frames import read_image
 from rvrt.errors import InputError, OutputError
@@ -26,7 +26,7 @@ CITY = REAL / "jiangsutx+SPMC_VideoSR" / "data" / "test" / "city" / "input4"
 DEMO = REAL / "ckkelvinchan+BasicVSR_PlusPlus" / "data" / "demo_000"
 needs_data = pytest.mark.skipif(
     not (CALENDAR.is_dir() and CITY.is_dir() and DEMO.is_dir()),
-    reason=f"real footage not found at {REAL} (set RVRT_REAL_DATA to the shared data/real folder)",
+    reason=REAL_MISSING,
 )
 TILE = dict(tile=(4, 0, 0), tile_overlap=(2, 0, 0))
 
@@ -125,7 +125,7 @@ def test_a_joined_clip_restores_exactly_as_its_shots_alone(tiny_sr_weights):
 @pytest.fixture(scope="module")
 def joined_video(tmp_path_factory):
     if not (CALENDAR.is_dir() and CITY.is_dir()):
-        pytest.skip(f"real footage not found at {REAL} (set RVRT_REAL_DATA to the shared data/real folder)")
+        pytest.skip(REAL_MISSING)
     frames = _clip(CALENDAR, 6, 40, 48) + _clip(CITY, 5, 40, 48)
     return make_video(tmp_path_factory.mktemp("joined") / "joined.mp4", frames, audio=True)
 

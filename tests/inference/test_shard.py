@@ -16,7 +16,7 @@ import av
 import pytest
 
 import rvrt
-from media import REAL, make_video, smooth_frames
+from media import REAL, REAL_MISSING, make_video, smooth_frames
 from rvrt.data.frames import read_image
 from rvrt.inference.outputs import LOG_NAME, workdir_of
 from rvrt.inference.shard import World, split_parts, world
@@ -40,7 +40,7 @@ def torchrun(*args: str, nproc: int = 2, env: dict | None = None) -> subprocess.
 def clip(tmp_path_factory) -> Path:
     """23 frames with audio: 12 of Vid4 calendar, then 11 of city (a scene cut at frame 12)."""
     if not (CALENDAR.is_dir() and CITY.is_dir()):
-        pytest.skip(f"real footage not found at {REAL} (set RVRT_REAL_DATA to the shared data/real folder)")
+        pytest.skip(REAL_MISSING)
     frames = [read_image(p)[:40, :48] for p in sorted(CALENDAR.glob("*.png"))[:12]]
     frames += [read_image(p)[:40, :48] for p in sorted(CITY.glob("*.png"))[:11]]
     return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", frames, audio=True)

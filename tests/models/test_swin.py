@@ -54,7 +54,7 @@ def test_bias_memo_follows_weight_updates():
     assert attn.relative_position_bias_table.grad is not None
 
 
-def test_cached_constants_from_inference_are_usable_in_training():
+def test_cached_constants_from_inference_are_usable_in_training(empty_model_caches):
     group = SwinGroup(8, 2, 2, (2, 4, 4))
     x = torch.randn(1, 2, 6, 6, 8)
     with torch.inference_mode():

@@ -234,9 +234,9 @@ def test_training_drop_path_and_checkpointing():
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
-def test_training_after_inference_mode_in_the_same_process():
+def test_training_after_inference_mode_in_the_same_process(empty_model_caches):
     # cached masks and index tables first built under inference_mode must still serve autograd
-    x = frames(t=2, h=24, w=28)  # a size no other test uses, so the caches start empty
+    x = frames(t=2, h=24, w=28)
     model = micro(MICRO_DEBLUR, use_checkpoint_attn=True, use_checkpoint_ffn=True)
     with torch.inference_mode():
         model(x)
