@@ -18,7 +18,7 @@ a test that fails anyway does not count as catching anything.
 Usage::
 
     python tests/mutations/run.py                 # every mutation, table on stdout
-    python tests/mutations/run.py -k tiling       # those whose name contains "tiling"
+    python tests/mutations/run.py -k tiling -k vrt   # those whose name contains "tiling" or "vrt"
     python tests/mutations/run.py --markdown docs/mutations.md
 
 Exit status: 0 if every mutation was caught, 1 if any survived, 2 if the catalogue is wrong (a
@@ -136,13 +136,16 @@ def apply(root: Path, m: Mutation, *, undo: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-k", default="", help="only mutations whose name contains this text")
+    ap.add_argument("-k", action="append", help="only mutations whose name contains this text (repeatable: any)")
     ap.add_argument("--list", action="store_true", help="list the mutations and exit")
     ap.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per test run (default 900)")
     args = ap.parse_args(argv)
 
-    mutations = [m for m in load_catalogue() if args.k in m.name]
+    mutations = [m for m in load_catalogue() if not args.k or any(k in m.name for k in args.k)]
+    if not mutations:
+        print(f"no mutation matches {args.k}", file=sys.stderr)
+        return 2
     problems = check_catalogue(mutations)
     if problems:
         print("\n".join(problems), file=sys.stderr)
