@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,6 +107,87 @@ def test_frames_are_pulled_lazily():
     assert len(pulled) <= 100 + 8 + 6 + 1
 
 
+def _raised_cosine(length: int, fade_in: int, fade_out: int) -> np.ndarray:
+    """The blend profile written out independently of the code: sin^2 rise, cos^2 fall, at sample centres."""
+    w = np.ones(length)
+    w[:fade_in] = np.sin(0.5 * np.pi * (np.arange(fade_in) + 0.5) / fade_in) ** 2
+    if fade_out:
+        w[length - fade_out :] *= np.cos(0.5 * np.pi * (np.arange(fade_out) + 0.5) / fade_out) ** 2
+    return w
+
+
+def _axis_weights(size: int, tile: int, overlap: int, scale: int) -> list[tuple[int, np.ndarray]]:
+    """``(first output index, weights)`` of each tile along one axis: the official starts (a regular
+    stride, the last tile flush with the end), each tile fading in over its overlap with the previous
+    tile and out over its overlap with the next one (in output samples)."""
+    if tile <= 0 or tile >= size:
+        return [(0, np.ones(size * scale))]
+    starts = list(range(0, size - tile, tile - overlap)) + [size - tile]
+    out = []
+    for k, a in enumerate(starts):
+        fade_in = starts[k - 1] + tile - a if k else 0
+        fade_out = a + tile - starts[k + 1] if k + 1 < len(starts) else 0
+        out.append((a * scale, _raised_cosine(tile * scale, fade_in * scale, fade_out * scale)))
+    return out
+
+
+def _tile_value(t0: int, y0: int, x0: int) -> float:
+    return float(np.sin(1.0 + 0.9 * t0 + 0.37 * y0 + 0.071 * x0))  # distinct for every tile of these cases
+
+
+def position_model(scale: int):
+    """A model returning one constant per tile, a function of where the tile starts: input channels
+    0, 1, 2 hold each pixel's row, column and frame number, so the tile's first pixel tells its origin."""
+
+    def run(x):
+        y0, x0, t0 = (int(v) for v in x[0, 0, :3, 0, 0].round())
+        _, t, _, h, w = x.shape
+        return torch.full((1, t, 3, h * scale, w * scale), _tile_value(t0, y0, x0))
+
+    return run
+
+
+def _coordinates(t: int, h: int, w: int) -> torch.Tensor:
+    tt, yy, xx = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack([yy, xx, tt], 1).float()
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile", "overlap", "scale"),
+    [
+        ((11, 29, 31), (5, 13, 7), (1, 3, 2), 2),  # a last tile/window that overlaps more than the rest
+        ((9, 12, 20), (4, 5, 8), (2, 3, 4), 1),  # three tiles overlap where the last one is flush
+        ((7, 20, 23), (0, 8, 10), (0, 4, 6), 4),  # spatial tiles only, x4 output
+        ((10, 6, 6), (4, 0, 0), (2, 0, 0), 3),  # temporal windows only
+    ],
+)
+def test_blend_is_the_raised_cosine_mean_of_the_tiles(shape, tile, overlap, scale):
+    """Every output pixel is the weighted mean of the constants of the tiles covering it, with the
+    raised-cosine weights of the window times those of the rows times those of the columns."""
+    t, h, w = shape
+    got = _restore(position_model(scale), _coordinates(t, h, w), scale, tile, overlap)
+    num = np.zeros((t, h * scale, w * scale))
+    den = np.zeros_like(num)
+    for t0, wt in _axis_weights(t, tile[0], overlap[0], 1):
+        for y0, wy in _axis_weights(h, tile[1], overlap[1], scale):
+            for x0, wx in _axis_weights(w, tile[2], overlap[2], scale):
+                weight = wt[:, None, None] * wy[None, :, None] * wx[None, None, :]
+                region = np.s_[t0 : t0 + len(wt), y0 : y0 + len(wy), x0 : x0 + len(wx)]
+                num[region] += weight * _tile_value(t0, y0 // scale, x0 // scale)
+                den[region] += weight
+    expected = torch.from_numpy(num / den).float()
+    assert sorted(got) == list(range(t))
+    for i in range(t):
+        assert got[i].shape == (3, h * scale, w * scale)
+        torch.testing.assert_close(got[i], expected[i].expand(3, -1, -1), rtol=0, atol=1e-6)
+
+
+def test_crossfade_is_the_raised_cosine():
+    for length, fin, fout in [(12, 0, 5), (12, 5, 0), (8, 3, 4), (6, 6, 6), (40, 16, 8)]:
+        expected = torch.from_numpy(_raised_cosine(length, fin, fout))
+        torch.testing.assert_close(crossfade(length, fin, fout, dtype=torch.float64), expected, rtol=0, atol=1e-15)
+
+
 def test_tile_grid_covers_every_pixel_once_without_fades_at_the_border():
     grid = TileGrid(30, 41, (16, 16), (4, 4))
     cover = torch.zeros(30, 41)
@@ -138,8 +220,12 @@ def test_rvrt_tiled_is_close_to_untiled(rvrt_meta):
         frames, scale_factor=4, mode="bilinear"
     )
     # each tile sees other borders, so RVRT (random weights here) differs a little; the blend keeps it a
-    # small fraction of what the network adds to the upsampled input
-    assert err.mean() < 0.25 * net.abs().mean()
+    # small fraction of what the network adds to the upsampled input. Measured: 0.0976 of it overall and
+    # 0.0114 mean error in the overlap (output columns 48-144); a hard seam where the last tile wins
+    # gives 0.145 and 0.032, plain averaging 0.147 and 0.033. Bounds: the measurements + 13-15 %.
+    ratio = (err.mean() / net.abs().mean()).item()
+    in_overlap = err[..., 12 * 4 : 36 * 4].mean().item()
+    assert ratio < 0.11 and in_overlap < 0.013, (ratio, in_overlap)
 
 
 def test_out_of_memory_retries_the_window_with_the_tile_the_handler_gives():

@@ -172,7 +172,19 @@ def test_davis_noise_per_clip_unclipped_with_sigma_map(tmp_path):
     sigmas = {float(ds2[(i, 0)]["lq"][0, 3, 0, 0]) * 255 for i in range(len(ds2))}
     assert len(sigmas) == len(ds2) and all(0 <= v <= 50 for v in sigmas)  # one sigma per clip, in [0, 50]
     val = build_dataset(dict(type="noisy", gt_root=str(tmp_path), sigma=30), train=False)
-    assert torch.equal(val[1]["lq"], val[1]["lq"]) and val[1]["lq"].shape == (5, 4, 40, 40)
+    item = val[1]
+    # by hand: the frames of the second sequence (sorted: "boat") as read by PIL, plus noise of sigma 30
+    # drawn from the generator seeded (seed 0, epoch 0, item 1), in float32; then the sigma map
+    gt = np.stack([np.asarray(Image.open(tmp_path / "boat" / f"{i:08d}.jpg")) for i in range(5)])
+    gt = torch.from_numpy(gt).permute(0, 3, 1, 2).float() / 255
+    noise = np.random.default_rng([0, 0, 1]).standard_normal((5, 3, 40, 40), dtype=np.float32) * np.float32(30 / 255)
+    assert item["key"] == "boat" and item["lq"].shape == (5, 4, 40, 40)
+    torch.testing.assert_close(item["gt"], gt, rtol=0, atol=1e-7)
+    torch.testing.assert_close(item["lq"][:, :3], gt + torch.from_numpy(noise), rtol=0, atol=1e-6)
+    assert torch.equal(item["lq"][:, 3], torch.full((5, 40, 40), 30 / 255))
+    again, first = val[1], val[0]  # the same noise on every read; another draw for another item
+    assert torch.equal(again["lq"], item["lq"])
+    assert not torch.allclose(first["lq"][:, :3] - first["gt"], item["lq"][:, :3] - item["gt"], atol=0.05)
     with pytest.raises(InputError, match="sigma"):
         build_dataset(dict(type="noisy", gt_root=str(tmp_path)), train=False)
 
