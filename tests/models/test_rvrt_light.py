@@ -35,8 +35,20 @@ def case() -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(z[k]) for k in z.files}
 
 
-def _bound(ref: torch.Tensor) -> float:
-    return 1e-4 * max(1.0, ref.abs().max().item())
+# bounds on max abs errors are ``scale * max(1, max|ref|)``, about 5-10x the measured error: 1e-5 by
+# default (measured at most 1.2e-6 * max|ref| for the first alignment call and shallow features);
+# the later propagation branches drift further from MindSpore's float32 arithmetic
+FEATURE_SCALE = {
+    "shallow": 1e-5,  # measured 9.8e-7
+    "backward_1": 1e-5,  # 6.1e-7
+    "forward_1": 1e-5,  # 1.8e-6
+    "backward_2": 2e-5,  # 3.1e-6
+    "forward_2": 1e-4,  # 1.3e-5
+}
+
+
+def _bound(ref: torch.Tensor, scale: float = 1e-5) -> float:
+    return scale * max(1.0, ref.abs().max().item())
 
 
 # --------------------------------------------------------------------------- config
@@ -101,8 +113,8 @@ def test_output_matches_mindspore(tiny_model, case):
         out = tiny_model(case["input"])
     assert out.shape == (1, 6, 3, 80, 112)
     err = (out[..., ::3, ::3] - case["output"]).double()
-    assert err.abs().max().item() <= 5e-5
-    assert (err.norm() / case["output"].double().norm()).item() <= 5e-6
+    assert err.abs().max().item() <= 2e-5  # measured 3.5e-6
+    assert (err.norm() / case["output"].double().norm()).item() <= 5e-6  # measured 6.5e-7
 
 
 def test_intermediates_match_mindspore(tiny_model, case):
@@ -127,7 +139,7 @@ def test_intermediates_match_mindspore(tiny_model, case):
     # the reconstruction input is [shallow, backward_1, forward_1, backward_2, forward_2] on channels
     for name, feat in zip(FEATURES, captured["feats"].chunk(5, dim=2), strict=True):
         ref = case[f"feat_{name}"]
-        assert (feat[..., ::3, ::3] - ref).abs().max().item() <= _bound(ref), name
+        assert (feat[..., ::3, ::3] - ref).abs().max().item() <= _bound(ref, FEATURE_SCALE[name]), name
     (q, k, v), out = captured["attn1"]
     for got, key in ((q, "attn1_q_in"), (k, "attn1_k_in"), (v, "attn1_v_in")):
         assert (got - case[key]).abs().max().item() <= _bound(case[key]), key

@@ -2,11 +2,14 @@
 
 The vectors (../shared/conformance/vrt, compacted by tests/data/make_vrt_fixtures.py) come from
 the official network in float32 on CPU with deterministic weights that the tests regenerate
-(tests/conformance_weights.py). Tolerances are the ones recommended there: the random-weight
-VRT amplifies rounding noise (the official model itself moves by up to 1.8e-3 in float64), so
-outputs are checked to max abs <= 5e-3 and relative L2 <= 1e-3, flows to 1e-4, the aligned
-input of ``conv_first`` to 1e-6, the raw deformable convolution to 1e-4 and feature maps to a
-relative L2 of 1e-3.
+(tests/conformance_weights.py). The bounds are per case and per quantity, about 5x the error
+measured here (float32, CPU, one or two threads give the same numbers), and never looser than
+the ones recommended there (outputs max abs <= 5e-3 and relative L2 <= 1e-3, flows 1e-4, the
+aligned input of ``conv_first`` 1e-6, the raw deformable convolution 1e-4, feature maps relative
+L2 1e-3). The random-weight VRT amplifies rounding noise through the stages (the official model
+itself moves by up to 1.8e-3 in float64 on tiny_denoise), so the restoration outputs keep bounds
+of the order of 1e-3; frame interpolation (no alignment, no DCN) is far less noisy (3.1e-6) and
+is held to 1.5e-5, which catches a tanh GELU or a LayerNorm eps of 1e-7 in stages 1-7.
 """
 
 from __future__ import annotations
@@ -35,6 +38,21 @@ DATA = TESTS / "data" / "vrt"
 S3 = (Ellipsis, slice(None, None, 3), slice(None, None, 3))
 S5 = (Ellipsis, slice(None, None, 5), slice(None, None, 5))
 CASES = ["tiny_sr", "tiny_sr_pa4", "tiny_sr_pa6", "tiny_deblur", "tiny_denoise", "tiny_vfi"]
+# output bounds per case: (max abs, relative L2), about 5x the measured error (in the comment,
+# max abs / relative L2, float32 CPU) and at most the README's 5e-3 / 1e-3. The official model
+# run in float64 moves the restoration outputs by 3.3e-4..1.8e-3, so those stay near 1e-3;
+# broken variants measured: tanh GELU in stages 1-7 gives 0.12 / 3.7e-2 on tiny_sr and
+# 1.7e-3 / 3.3e-4 on tiny_vfi; LayerNorm eps 1e-7 in stages 1-7 gives 3.3e-3 / 1.0e-3 on tiny_sr,
+# 2.2e-2 / 2.3e-3 on tiny_deblur and 5.5e-5 / 1.4e-5 on tiny_vfi; tanh GELU in stage 8 only
+# shows on tiny_vfi (3.8e-4 / 1.2e-4).
+OUTPUT_BOUNDS = {
+    "tiny_sr": (2e-3, 5e-4),  # measured 3.7e-4 / 1.0e-4
+    "tiny_sr_pa4": (2e-3, 5e-4),  # measured 3.0e-4 / 9.7e-5
+    "tiny_sr_pa6": (1.5e-3, 3e-4),  # measured 3.0e-4 / 5.7e-5
+    "tiny_deblur": (5e-3, 1e-3),  # measured 1.4e-3 / 1.7e-4 (float64 official: 1.5e-3)
+    "tiny_denoise": (5e-3, 1e-3),  # measured 2.2e-3 / 2.9e-4 (float64 official: 1.8e-3)
+    "tiny_vfi": (1.5e-5, 5e-6),  # measured 3.1e-6 / 9.5e-7
+}
 OFFICIAL = {
     "001_VRT_videosr_bi_REDS_6frames": "vrt.sr_bi_reds_6f",
     "002_VRT_videosr_bi_REDS_16frames": "vrt.sr_bi_reds_16f",
@@ -195,8 +213,9 @@ def test_output_matches_official(case):
     assert out.shape == (n, expect_t, 3, h * s, w * s)
     key, sub = ("output_s5", S5) if "output_s5" in d else ("output_s3", S3)
     got, ref = out[sub], d[key]
-    assert _max(got, ref) <= 5e-3
-    assert _rel(got, ref) <= 1e-3
+    max_abs, rel = OUTPUT_BOUNDS[case]
+    assert _max(got, ref) <= max_abs
+    assert _rel(got, ref) <= rel
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c != "tiny_vfi"])
@@ -205,9 +224,9 @@ def test_flows_match_official(case):
     fb, ff = run_case(case)["flows"]
     cfg = tiny_model(d["config_name"]).config
     assert len(fb) == len(ff) == 4 * cfg.pa_frames // 2
-    for i in range(len(fb)):
-        assert _max(fb[i][S3], d[f"flows_backward_{i}_s3"]) <= 1e-4, f"backward {i}"
-        assert _max(ff[i][S3], d[f"flows_forward_{i}_s3"]) <= 1e-4, f"forward {i}"
+    for i in range(len(fb)):  # measured 0 (the same SpyNet arithmetic); 1e-5 leaves room for another BLAS
+        assert _max(fb[i][S3], d[f"flows_backward_{i}_s3"]) <= 1e-5, f"backward {i}"
+        assert _max(ff[i][S3], d[f"flows_forward_{i}_s3"]) <= 1e-5, f"forward {i}"
 
 
 @pytest.mark.parametrize("case", ["tiny_sr", "tiny_sr_pa4", "tiny_denoise"])
@@ -221,23 +240,23 @@ def test_aligned_input_matches_official(case):
 
 
 @pytest.mark.parametrize(
-    "case,key",
-    [
-        ("tiny_sr", "stage1_output"),
-        ("tiny_sr", "stage4_output"),
-        ("tiny_sr", "stage7_output"),
-        ("tiny_deblur", "stage1_output"),
-        ("tiny_deblur", "features_output"),
-        ("tiny_denoise", "stage1_output"),
-        ("tiny_vfi", "conv_first_output"),
-        ("tiny_vfi", "stage1_output"),
-        ("tiny_vfi", "features_output"),
+    "case,key,bound",
+    [  # relative L2 bounds, about 5x the measured error (comment); rounding noise grows with depth
+        ("tiny_sr", "stage1_output", 6e-6),  # 1.2e-6
+        ("tiny_sr", "stage4_output", 5e-5),  # 1.0e-5
+        ("tiny_sr", "stage7_output", 1e-3),  # 3.8e-4 (the README's bound)
+        ("tiny_deblur", "stage1_output", 6e-6),  # 1.2e-6
+        ("tiny_deblur", "features_output", 1e-3),  # 1.9e-4
+        ("tiny_denoise", "stage1_output", 6e-6),  # 1.3e-6
+        ("tiny_vfi", "conv_first_output", 1e-6),  # 1.1e-7
+        ("tiny_vfi", "stage1_output", 2e-6),  # 3.1e-7 (LayerNorm eps 1e-7 in the stages: 4.7e-6)
+        ("tiny_vfi", "features_output", 5e-6),  # 9.6e-7 (tanh GELU in stage 8: 1.3e-4)
     ],
 )
-def test_features_match_official(case, key):
+def test_features_match_official(case, key, bound):
     d = load_case(case)
     got = run_case(case)[key]
-    assert _rel(got[S3], d[f"{key}_s3"]) <= 1e-3
+    assert _rel(got[S3], d[f"{key}_s3"]) <= bound
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c != "tiny_vfi"])
@@ -247,19 +266,21 @@ def test_first_parallel_warping_call_matches_official(case):
     (x, warped, current, flows), out = run_case(case)["pa1"]
     t = d["input"].shape[1]
     j = t - 2  # our first call holds every backward target; the official one is target T-2
-    assert _rel(out[j : j + 1][S3], d["pa1_out_s3"]) <= 1e-3
+    # relative L2 bounds about 5x the measured errors: output 1.1e-6..1.6e-6, inputs 2.7e-7..4.1e-7,
+    # offsets 4.4e-7..7.2e-7; flows measured 0
+    assert _rel(out[j : j + 1][S3], d["pa1_out_s3"]) <= 8e-6
     if "pa1_in_x_s3" in d:
-        assert _rel(x[j : j + 1][S3], d["pa1_in_x_s3"]) <= 1e-3
-        assert _rel(current[j : j + 1][S3], d["pa1_in_x_current_s3"]) <= 1e-3
-        assert _rel(torch.stack([w[j : j + 1][S3] for w in warped]), d["pa1_in_x_flow_warpeds_s3"]) <= 1e-3
-        assert _max(torch.stack([f[j : j + 1][S3] for f in flows]), d["pa1_in_flows_s3"]) <= 1e-4
+        assert _rel(x[j : j + 1][S3], d["pa1_in_x_s3"]) <= 2e-6
+        assert _rel(current[j : j + 1][S3], d["pa1_in_x_current_s3"]) <= 2e-6
+        assert _rel(torch.stack([w[j : j + 1][S3] for w in warped]), d["pa1_in_x_flow_warpeds_s3"]) <= 2e-6
+        assert _max(torch.stack([f[j : j + 1][S3] for f in flows]), d["pa1_in_flows_s3"]) <= 1e-5
     if "op1_offset_s3" in d:
         model = tiny_model(d["config_name"])
         with torch.no_grad():
             offset, _ = model.stage1.pa_deform.offset_and_mask(
                 [w[j : j + 1] for w in warped], current[j : j + 1], [f[j : j + 1] for f in flows]
             )
-        assert _rel(offset[S3], d["op1_offset_s3"]) <= 1e-3
+        assert _rel(offset[S3], d["op1_offset_s3"]) <= 4e-6
 
 
 def test_raw_deformable_convolution_call_matches_official():
@@ -279,4 +300,4 @@ def test_raw_deformable_convolution_call_matches_official():
     params = gen_weights(listings()["tiny_sr"]["state_dict"], meta()["seed"])
     weight, bias = params["stage1.pa_deform.weight"], params["stage1.pa_deform.bias"]
     out = deform_conv2d(d["op1_input"], offset, weight, bias, stride, padding, dilation, mask)
-    assert _max(out[..., :rows, :], d["op1_output_rows"]) <= 1e-4
+    assert _max(out[..., :rows, :], d["op1_output_rows"]) <= 1e-5  # measured 2.1e-6
