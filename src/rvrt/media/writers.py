@@ -430,22 +430,27 @@ def _output_color(like: MediaInfo, pix_fmt: str) -> dict[str, int]:
 
     Known tags of the input video are kept. Otherwise the output says what it holds: the matrix the
     input was read with (or BT.709 for frames, which are sRGB-like) in limited range, and for frames
-    BT.709 primaries and transfer.
+    BT.709 primaries and transfer. An RGB output (FFV1, PNG) keeps the primaries and transfer and
+    says it is RGB (full range); a palette (GIF) has no tags.
     """
-    if av.VideoFormat(pix_fmt).is_rgb or pix_fmt == "pal8":
+    if pix_fmt == "pal8":
         return {}
+    rgb = av.VideoFormat(pix_fmt).is_rgb
     names = dict(like.color)
-    if names.get("space") == "gbr":  # an RGB source: its tags say nothing about a YUV output
-        names.pop("space")
+    if names.get("space") == "gbr" or rgb:  # matrix and range: those of the YUV a stream holds, if any
+        names.pop("space", None)
         names.pop("range", None)
     if like.kind == "frames":
         names.setdefault("primaries", "bt709")
         names.setdefault("trc", "bt709")
-    names.setdefault("space", "bt709" if like.kind == "frames" else assumed_matrix(like.width, like.height))
-    names.setdefault("range", "tv")
-    if names["space"] not in SWS_MATRIX:
-        logger.warning("cannot convert to colour space %s; writing bt709 instead", names["space"])
-        names["space"] = "bt709"
+    if rgb:
+        names.update(space="gbr", range="pc")
+    else:
+        names.setdefault("space", "bt709" if like.kind == "frames" else assumed_matrix(like.width, like.height))
+        names.setdefault("range", "tv")
+        if names["space"] not in SWS_MATRIX:
+            logger.warning("cannot convert to colour space %s; writing bt709 instead", names["space"])
+            names["space"] = "bt709"
     reverse = {key: {v: k for k, v in table.items()} for key, table in COLOR_TABLES.items()}
     return {key: reverse[key][value] for key, value in names.items() if value in reverse[key]}
 
