@@ -24,15 +24,19 @@ NTSC = Fraction(30000, 1001)
 W, H = 64, 48
 
 
-def smooth_frames(n: int, width: int = W, height: int = H) -> list[np.ndarray]:
-    """Moving gradients: survive 4:2:0 chroma subsampling with small errors, unlike noise."""
+def smooth_frames(n: int, width: int = W, height: int = H, deep: bool = False) -> list[np.ndarray]:
+    """Moving gradients: survive 4:2:0 chroma subsampling with small errors, unlike noise.
+
+    ``deep``: the same gradients as uint16 (0..65535) rounded at 16 bits, not 8 (values between
+    the 8-bit levels, for 10-bit sources)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     out = []
     for t in range(n):
         r = 128 + 100 * np.sin((xx + 3 * t) / 9)
         g = 128 + 90 * np.cos((yy - 2 * t) / 7)
         b = 60 + 2 * xx + yy
-        out.append(np.dstack([r, g, b]).clip(0, 255).round().astype(np.uint8))
+        rgb = np.dstack([r, g, b]).clip(0, 255)
+        out.append((rgb * 257).round().astype(np.uint16) if deep else rgb.round().astype(np.uint8))
     return out
 
 
