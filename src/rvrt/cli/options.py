@@ -79,7 +79,8 @@ def add_run_options(p: argparse.ArgumentParser, *, fps_help: str) -> None:
     e.add_argument("--codec", help="video encoder (default: libx264 for mp4/mkv/mov/avi, libvpx-vp9 for webm)")
     e.add_argument("--crf", type=int, help="encoder quality (x264/x265 0-51, vp9/av1 0-63; lower is better)")
     e.add_argument("--preset", help="encoder preset (x264/x265: ultrafast ... veryslow)")
-    e.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG output bit depth (default: the input's)")
+    depth_help = "output bit depth: PNG 8/16-bit; video 8-bit or, with 16, 10-bit (default: the input's)"
+    e.add_argument("--bit-depth", type=int, choices=[8, 16], help=depth_help)
     e.add_argument("--fps", type=positive_number, help=fps_help)
     e.add_argument(
         "--segment-frames",

@@ -112,8 +112,9 @@ def restore(
         vfi_model, vfi_weights, vfi_tile, vfi_tile_overlap, hold_last: the interpolation stage
             (weights required: ``"official"``, CC-BY-NC-4.0, or a file).
         start, frames: restore ``frames`` input frames from frame ``start`` (a preview of a part).
-        codec, crf, preset, bit_depth, fps: output encoding (bit_depth 8 or 16 for PNG frames; fps:
-            output frame rate, by default the input's, twice it with ``interpolate``, 25 for frames).
+        codec, crf, preset, bit_depth, fps: output encoding (bit_depth 8 or 16, by default the input's:
+            8/16-bit PNG frames, a video 8 or 10-bit; fps: output frame rate, by default the input's,
+            twice it with ``interpolate``, 25 for frames).
         segment_frames: video outputs are encoded in segments of this many frames (default 250),
             joined at the end; an interrupted run loses at most one segment.
         overwrite: replace an existing output (only what rvrt wrote is removed from a folder).

@@ -304,7 +304,7 @@ def prepare_job(
     factor = 1
     for s in stages:
         factor *= s.time_factor
-    bit_depth = options.bit_depth or (8 if kind == "video" else info.bit_depth)
+    bit_depth = options.bit_depth or info.bit_depth  # a 10-bit video stays 10-bit, 16-bit PNGs 16-bit
     fps = options.fps
     if factor == 2:
         fps = output_fps(info.fps, options.fps)

@@ -72,9 +72,9 @@ def rgb48_gain(pix_fmt: str, full_range: bool) -> float:
     """True white over swscale's white for 16-bit RGB <-> the planar YUV format ``pix_fmt``.
 
     swscale maps YUV white to 65283 (limited range) or ``(2**n - 1) << (16 - n)`` (full range)
-    rather than 65535 in 16-bit RGB (and 0.99616... in float), and maps 16-bit RGB to YUV with the
-    same scale. Measured on a synthetic white frame, so an FFmpeg that gets it right yields 1.0.
-    Other layouts (nv12, p010, RGB) return 1.0.
+    rather than 65535 in 16-bit RGB (and 0.99616... in float). The other direction has a scale of
+    its own (:func:`rgb48_write_gain`). Measured on a synthetic white frame, so an FFmpeg that gets
+    it right yields 1.0. Other layouts (nv12, p010, RGB) return 1.0.
     """
     if not _PLANAR_YUV.match(pix_fmt):
         return 1.0
@@ -88,6 +88,26 @@ def rgb48_gain(pix_fmt: str, full_range: bool) -> float:
     frame.color_range = 2 if full_range else 1
     measured = float(to_rgb_float(frame)[8, 8].mean())
     return 1.0 / measured if measured > 0.5 else 1.0
+
+
+@functools.lru_cache(maxsize=64)
+def rgb48_write_gain(pix_fmt: str) -> float:
+    """swscale's white over true white for 16-bit RGB -> the planar YUV format ``pix_fmt``.
+
+    swscale takes 16-bit RGB white to be 65280 (``255 << 8``) when it converts to YUV, in either
+    range and at every depth (measured at 10, 12 and 16 bits), so 16-bit RGB is divided by this
+    before the conversion. It is not the reading scale (:func:`rgb48_gain`): for full range the two
+    differ, and without its own scale a full-range 10-bit output is 0.4 % too bright and clips
+    everything above 65280. Measured on a synthetic grey frame (written as 16-bit YUV, where the
+    rounding is finest), so an FFmpeg that gets it right yields 1.0. Other layouts return 1.0.
+    """
+    if not _PLANAR_YUV.match(pix_fmt):
+        return 1.0
+    grey = 0xF000
+    frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), grey, dtype=np.uint16), format="rgb48le")
+    yuv = frame.reformat(format="yuv444p16le", dst_colorspace=1, dst_color_range=2, interpolation=WRITE_SWS_FLAGS)
+    measured = float(np.frombuffer(yuv.planes[0], dtype="<u2")[0])
+    return measured / grey if 0.9 < measured / grey < 1.1 else 1.0
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from rvrt.media.info import (
     FrameWriter,
     MediaInfo,
     assumed_matrix,
-    rgb48_gain,
+    rgb48_write_gain,
 )
 
 __all__ = ["open_writer", "output_kind"]
@@ -222,7 +222,7 @@ class _VideoWriter(FrameWriter):
                 dest.name, self.pix_fmt, mw, mh, width, height, width + self._pad[1], height + self._pad[0],
             )  # fmt: skip
         self._color = _output_color(like, self.pix_fmt)
-        self._rgb48_gain = rgb48_gain(self.pix_fmt, self._color.get("range") == 2)
+        self._rgb48_gain = rgb48_write_gain(self.pix_fmt)
         # decoders of these codecs report left (co-sited) chroma, whereas swscale subsamples to
         # centred chroma: without our own subsampling every saved video carries a quarter-pixel
         # chroma shift (a lossless x264 round trip errs by 1.6 levels on average instead of 0.6)
@@ -292,7 +292,7 @@ class _VideoWriter(FrameWriter):
         if self.pix_fmt == "pal8":
             return _palette_frame(_convert_depth(data, 8))
         if data.dtype == np.uint16 and _format_bits(self.pix_fmt) <= 8:
-            data = _convert_depth(data, 8)  # rgb24 -> 8-bit YUV is exact; rgb48 is not (see rgb48_gain)
+            data = _convert_depth(data, 8)  # rgb24 -> 8-bit YUV is exact; rgb48 is not (see rgb48_write_gain)
         elif data.dtype == np.uint16 and self._rgb48_gain != 1.0:
             data = (data / np.float32(self._rgb48_gain) + np.float32(0.5)).astype(np.uint16)
         frame = av.VideoFrame.from_ndarray(data, format="rgb48le" if data.dtype == np.uint16 else "rgb24")
@@ -430,22 +430,27 @@ def _output_color(like: MediaInfo, pix_fmt: str) -> dict[str, int]:
 
     Known tags of the input video are kept. Otherwise the output says what it holds: the matrix the
     input was read with (or BT.709 for frames, which are sRGB-like) in limited range, and for frames
-    BT.709 primaries and transfer.
+    BT.709 primaries and transfer. An RGB output (FFV1, PNG) keeps the primaries and transfer and
+    says it is RGB (full range); a palette (GIF) has no tags.
     """
-    if av.VideoFormat(pix_fmt).is_rgb or pix_fmt == "pal8":
+    if pix_fmt == "pal8":
         return {}
+    rgb = av.VideoFormat(pix_fmt).is_rgb
     names = dict(like.color)
-    if names.get("space") == "gbr":  # an RGB source: its tags say nothing about a YUV output
-        names.pop("space")
+    if names.get("space") == "gbr" or rgb:  # matrix and range: those of the YUV a stream holds, if any
+        names.pop("space", None)
         names.pop("range", None)
     if like.kind == "frames":
         names.setdefault("primaries", "bt709")
         names.setdefault("trc", "bt709")
-    names.setdefault("space", "bt709" if like.kind == "frames" else assumed_matrix(like.width, like.height))
-    names.setdefault("range", "tv")
-    if names["space"] not in SWS_MATRIX:
-        logger.warning("cannot convert to colour space %s; writing bt709 instead", names["space"])
-        names["space"] = "bt709"
+    if rgb:
+        names.update(space="gbr", range="pc")
+    else:
+        names.setdefault("space", "bt709" if like.kind == "frames" else assumed_matrix(like.width, like.height))
+        names.setdefault("range", "tv")
+        if names["space"] not in SWS_MATRIX:
+            logger.warning("cannot convert to colour space %s; writing bt709 instead", names["space"])
+            names["space"] = "bt709"
     reverse = {key: {v: k for k, v in table.items()} for key, table in COLOR_TABLES.items()}
     return {key: reverse[key][value] for key, value in names.items() if value in reverse[key]}
 
