@@ -3,9 +3,10 @@ training, the processes read disjoint samples that together are the single proce
 2-process run stopped at a checkpoint and resumed ends bit for bit where an uninterrupted one does.
 
 The runs are tiny (RVRT of ``tiny_cpu`` on 8x8 LQ crops of 2 frames, 7 iterations; 4-frame clips,
-which need no ``find_unused_parameters``, would cost 4x the time). This file is
-also the torchrun worker: ``python -m torch.distributed.run ... test_ddp.py SPEC.json`` runs the
-jobs of ``SPEC`` in each process and writes the dataset items each process read.
+which need no ``find_unused_parameters``, would cost 4x the time) and made once for all tests of
+this file. The file is also the torchrun worker: ``python -m torch.distributed.run ...
+test_ddp.py SPEC.json`` runs the jobs of ``SPEC`` in each process and records the dataset items
+each process read.
 """
 
 from __future__ import annotations
