@@ -114,6 +114,7 @@ class Trainer:
         self._stop_signal: int | None = None
         self._frozen: bool | None = None
         self._iter = None
+        self._loader_state: torch.Tensor | None = None  # loader_gen as the epoch's iterator began
         self._last_ckpt: Path | None = None
         self._bad_steps = 0
 
@@ -266,6 +267,9 @@ class Trainer:
         while True:
             if self._iter is None:
                 self.sampler.set_position(self.epoch, self.batches_in_epoch * self.micro_bs)
+                # each iterator draws its workers' base seed from loader_gen: a checkpoint keeps the
+                # state before this epoch's draw, so a resumed run redraws the same seed
+                self._loader_state = self.loader_gen.get_state()
                 self._iter = iter(self.loader)
             try:
                 batch = next(self._iter)
@@ -362,7 +366,10 @@ class Trainer:
             )
 
     def _save(self) -> Path | None:
-        rngs = D.all_gather_object(rng_state(self.loader_gen, self.device))
+        mine = rng_state(self.loader_gen, self.device)
+        if self._loader_state is not None:
+            mine["loader"] = self._loader_state
+        rngs = D.all_gather_object(mine)
         prints = D.all_gather_object(self._fingerprint())
         if len(set(prints)) > 1:
             raise RuntimeError(f"the processes' weights differ at iteration {self.step} (fingerprints {prints})")
