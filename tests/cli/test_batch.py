@@ -45,18 +45,21 @@ def test_a_batch_restores_everything_reports_a_table_and_skips_done_outputs_on_a
     library, tiny_sr_weights, tmp_path, capsys
 ):
     out = tmp_path / "out"
+    (library / "videos" / "b2.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))  # fails once opened
     args = ["restore", str(library / "videos"), str(library / "c.mov"), str(library / "missing.mp4"), "-o", str(out),
             "--weights", str(tiny_sr_weights), "--name", "{stem}_x4.{ext}"]  # fmt: skip
-    assert main(args) == 2  # one input failed, the others ran
+    assert main(args) == 2  # two inputs failed, the others ran (also those after the failed ones)
     err = capsys.readouterr().err
     assert "missing.mp4: failed: input not found" in err
-    assert "5 inputs: 4 restored, 0 skipped, 1 failed" in err
+    assert "b2.mp4: failed:" in err
+    assert "6 inputs: 4 restored, 0 skipped, 2 failed" in err
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "a_x4.mp4", "b_x4.mkv", "c_x4.mov", "shot_x4",
     ]  # fmt: skip
     assert probe(out / "a_x4.mp4").frame_count == 3 and probe(out / "a_x4.mp4").width == 144
     assert len(list((out / "shot_x4").glob("*.png"))) == 2
 
+    (library / "videos" / "b2.mp4").unlink()
     assert main([a for a in args if a != str(library / "missing.mp4")]) == 0
     err = capsys.readouterr().err
     assert "4 inputs: 0 restored, 4 skipped, 0 failed" in err

@@ -159,6 +159,8 @@ def test_resume_refuses_other_settings_and_says_which(frames_in, tiny_sr_weights
     other = write_tiny_sr(tmp_path / "other.safetensors", seed=1)
     with pytest.raises(OutputError, match="stage0.weights"):
         rvrt.restore(frames_in, out, weights=other, device="cpu", progress=False, resume=True, **TILE)
+    with pytest.raises(OutputError, match=r"other settings \(start: 0 before, 1 now"):
+        rvrt.restore(frames_in, out, **opts, **TILE, start=1, resume=True)
     with pytest.raises(OutputError, match="holds an interrupted run: pass --resume"):
         rvrt.restore(frames_in, out, **opts, **TILE)
     assert len(_pngs(out)) == 3  # nothing was touched
