@@ -121,6 +121,7 @@ def run_demo(
     frames: int = 12,
     device: str = "auto",
     overwrite: bool = False,
+    progress: bool = False,
 ) -> DemoResult:
     """Synthesise, degrade, restore and score a clip.
 
@@ -131,6 +132,7 @@ def run_demo(
         frames: clip length.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace files in an existing ``out_dir``.
+        progress: a progress bar on stderr while the model runs.
     """
     from rvrt.api import select_model
     from rvrt.inference.jobs import restore_iter
@@ -145,7 +147,7 @@ def run_demo(
     lq = [imresize(f, 1 / 4) for f in gt]
     bicubic = [imresize(f, 4) for f in lq]
     restored = [None] * len(lq)
-    for i, frame in restore_iter(lq, model=net, device=device, tile=(0, 0, 0)):
+    for i, frame in restore_iter(lq, model=net, device=device, tile=(0, 0, 0), progress=progress):
         restored[i] = tensor_to_frame(frame)
     score = lambda fn, xs: float(np.mean([fn(x, g, y_channel=True) for x, g in zip(xs, gt)]))  # noqa: E731
     files: dict[str, str] = {}

@@ -28,8 +28,10 @@ def test_default_model_ships_and_matches_its_recipe():
     assert all(m.psnr > 20 and 0 < m.ssim < 1 for m in spec.metrics)
 
 
-def test_demo_beats_bicubic_and_writes_videos(tmp_path):
-    result = run_demo(tmp_path / "demo", frames=6, device="cpu")
+def test_demo_beats_bicubic_and_writes_videos(tmp_path, capsys):
+    result = run_demo(tmp_path / "demo", frames=6, device="cpu", progress=True)
+    err = capsys.readouterr().err  # the bar of the model's run (tqdm on stderr)
+    assert "restore:" in err and "/6 frames" in err
     assert result.model == zoo.DEFAULT_MODEL
     assert result.model_psnr > result.bicubic_psnr and result.model_ssim > result.bicubic_ssim
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["bicubic.mp4", "gt.mp4", "lq.mp4", "restored.mp4"]

@@ -18,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=12, help="clip length (default 12)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace the videos in an existing OUT")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
@@ -27,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 2:
         raise InputError(f"--frames must be at least 2; got {args.frames}")
-    result = run_demo(args.output, model=args.model, frames=args.frames, device=args.device, overwrite=args.overwrite)
+    result = run_demo(args.output, model=args.model, frames=args.frames, device=args.device, overwrite=args.overwrite,
+                      progress=not args.quiet)  # fmt: skip
     print(result.table())
     print(f"videos in {args.output}: " + ", ".join(sorted(result.files)))
     return 0

@@ -24,7 +24,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -534,7 +534,7 @@ def _scale(stages: list[Stage]) -> int:
 
 
 def _open_source(source) -> tuple[Iterator[torch.Tensor] | None, int, int, int | None]:
-    """Frames of a path or of an iterable of arrays/tensors, as float tensors; height, width, count."""
+    """Frames of a path or of an iterable of arrays/tensors, as float tensors; height, width, count (None: unknown)."""
     if isinstance(source, (str, os.PathLike)):
         info = probe(source)
         reader = open_reader(source, info=info)
@@ -553,7 +553,8 @@ def _open_source(source) -> tuple[Iterator[torch.Tensor] | None, int, int, int |
 
     first = conv(first)
     h, w = first.shape[-2:]
-    return itertools.chain([first], (conv(f) for f in it)), int(h), int(w), None
+    total = len(source) if isinstance(source, Sized) else None  # a list: known; a generator: not
+    return itertools.chain([first], (conv(f) for f in it)), int(h), int(w), total
 
 
 def iter_job(
@@ -584,7 +585,11 @@ def iter_job(
     totals = [total]
     for s in stages[:-1]:
         totals.append(s.output_count(totals[-1]) if totals[-1] is not None else None)
-    progress = Progress(None, "frames", enabled=False)
+    n_out = stages[-1].output_count(totals[-1]) if totals[-1] is not None else None
+    progress = Progress(n_out, " + ".join(s.options.kind for s in stages), enabled=options.progress)
     n = len(stages)
-    for i, frame in _chain(stages, frames, [0] * n, [0] * n, totals, progress if options.progress else None):
-        yield i, frame.clamp(0, 1).cpu()
+    try:
+        for i, frame in _chain(stages, frames, [0] * n, [0] * n, totals, progress):
+            yield i, frame.clamp(0, 1).cpu()
+    finally:
+        progress.close()
