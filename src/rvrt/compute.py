@@ -29,27 +29,53 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 
 
+#: accelerators the reference paths run on: device type -> (is it available here, how many devices)
+_ACCELERATORS = {
+    "cuda": (lambda: torch.cuda.is_available(), lambda: torch.cuda.device_count()),
+    "xpu": (
+        lambda: hasattr(torch, "xpu") and torch.xpu.is_available(),
+        lambda: torch.xpu.device_count(),
+    ),
+    "mps": (
+        lambda: torch.backends.mps.is_available(),
+        lambda: 1,
+    ),
+}
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    """``"auto"`` (the first available of CUDA, XPU, MPS, else CPU), or any device torch names:
+    ``"cpu"``, ``"cuda"``/``"cuda:N"``, ``"xpu"``/``"xpu:N"``, ``"mps"``. The fused kernels are CUDA only;
+    elsewhere the reference paths run.
 
     Raises:
-        InputError: an unknown or unavailable device, or not a device at all.
+        InputError: an unknown or unavailable device, or not a device at all (the message says why).
     """
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        for kind, (available, _) in _ACCELERATORS.items():
+            if available():
+                return torch.device(kind)
+        return torch.device("cpu")
     if not isinstance(device, (str, torch.device)):
         raise InputError(f"device must be a string such as 'cpu' or 'cuda:0'; got {type(device).__name__}")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from err
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {device} requested but CUDA is not available here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"device {device} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif dev.type != "cpu":
-        raise InputError(f"device {device} is not supported: use auto, cpu, cuda or cuda:N")
+        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda[:N], xpu[:N] or mps") from err
+    if dev.type == "cpu":
+        return dev
+    if dev.type not in _ACCELERATORS:
+        raise InputError(
+            f"device {device} is not supported: rvrt runs on cpu, cuda[:N], xpu[:N] and mps "
+            "(other torch backends are untested)"
+        )
+    available, count = _ACCELERATORS[dev.type]
+    if not available():
+        raise InputError(
+            f"device {device} requested but this PyTorch build or machine has no {dev.type}; use --device cpu"
+        )
+    if dev.index is not None and dev.index >= count():
+        raise InputError(f"device {device} requested but only {count()} {dev.type} device(s) exist")
     return dev
 
 
@@ -96,11 +122,17 @@ def _cgroup_room() -> int | None:
 
 def available_memory(device: torch.device) -> int:
     """Bytes a new allocation can still get: free device memory on CUDA (plus what the caching
-    allocator holds unused); on the CPU the kernel's ``MemAvailable``, lowered to what a
-    container's memory limit leaves. 4 GiB when nothing can be read."""
+    allocator holds unused) and XPU; on MPS Metal's recommended budget less what it holds; on the
+    CPU the kernel's ``MemAvailable``, lowered to what a container's memory limit leaves. 4 GiB when
+    nothing can be read."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    if device.type == "xpu":
+        free, _ = torch.xpu.mem_get_info(device)
+        return int(free)
+    if device.type == "mps":  # unified memory: what Metal recommends for this process, less what it holds
+        return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
     avail = None
     try:
         with open("/proc/meminfo") as f:

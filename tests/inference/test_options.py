@@ -51,6 +51,33 @@ def test_device_and_dtype_are_resolved_before_anything_is_read(tmp_path):
             rvrt.restore(tmp_path / "missing", tmp_path / "out", **kwargs)
 
 
+def test_devices_torch_names_are_accepted_where_present_and_refused_with_a_reason(monkeypatch):
+    import torch
+
+    from rvrt import compute
+
+    assert compute.resolve_device("cpu") == torch.device("cpu")
+    for name in ("mps", "xpu", "xpu:1", "cuda", "cuda:3"):  # none of them on this CPU machine
+        kind = name.split(":")[0]
+        if compute._ACCELERATORS[kind][0]():
+            continue
+        with pytest.raises(InputError, match=f"this PyTorch build or machine has no {kind}; use --device cpu"):
+            compute.resolve_device(name)
+    # where the backend is there, the device is used (the reference paths run on it)
+    monkeypatch.setitem(compute._ACCELERATORS, "mps", (lambda: True, lambda: 1))
+    monkeypatch.setitem(compute._ACCELERATORS, "xpu", (lambda: True, lambda: 2))
+    assert compute.resolve_device("mps") == torch.device("mps")
+    assert compute.resolve_device("xpu:1") == torch.device("xpu", 1)
+    with pytest.raises(InputError, match="only 2 xpu device"):
+        compute.resolve_device("xpu:2")
+    monkeypatch.setitem(compute._ACCELERATORS, "cuda", (lambda: False, lambda: 0))
+    assert compute.resolve_device("auto") == torch.device("xpu")  # the first available accelerator
+    with pytest.raises(InputError, match="not supported: rvrt runs on cpu, cuda"):
+        compute.resolve_device("meta")
+    with pytest.raises(InputError, match="unknown device 'gpu'"):
+        compute.resolve_device("gpu")
+
+
 def test_interpolation_arguments():
     with pytest.raises(InputError, match=r"tile \(--tile\) needs two non-negative integers"):
         interpolate_job(tile=(1, 2, 3))

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="rvrt-demo", help="folder for the videos (default: ./rvrt-demo)")
     p.add_argument("-m", "--model", help="x4 SR model (default: the model shipped with rvrt)")
     p.add_argument("--frames", type=int, default=12, help="clip length (default 12)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda[:N], xpu[:N] or mps")
     p.add_argument("--overwrite", action="store_true", help="replace the videos in an existing OUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
