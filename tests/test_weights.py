@@ -17,7 +17,7 @@ import torch
 
 import rvrt
 from rvrt import zoo
-from rvrt.api import identify_state_dict
+from rvrt.api import identify_state_dict, model_spec
 from rvrt.checkpoint import load_state_dict_file, read_metadata, save_safetensors
 from rvrt.cli import main as cli
 from rvrt.errors import DownloadError, WeightsError
@@ -77,11 +77,31 @@ def test_pth_safetensors_round_trip_keeps_config(tmp_path, tiny_spec, tiny_model
 
 def test_official_checkpoint_is_recognised_from_its_keys(tmp_path):
     model = rvrt.create_model("rvrt.deblur_dvd")
-    assert identify_state_dict(model.state_dict()).arch == "rvrt"
-    assert identify_state_dict(model.state_dict()).build_config() == model.config
-    path = tmp_path / "004.pth"
+    path = tmp_path / rvrt.get_spec("rvrt.deblur_dvd").weights.filename  # 004_RVRT_videodeblurring_DVD_16frames.pth
     torch.save({"params": model.state_dict()}, path)
-    assert rvrt.load_model(path).config == model.config
+    loaded = rvrt.load_model(path)
+    assert model_spec(loaded).name == "rvrt.deblur_dvd" and loaded.config == model.config
+    unique = {"params": rvrt.create_model("rvrt.denoise_davis").state_dict()}  # 006: no other task has its shapes
+    assert identify_state_dict(unique["params"]) is rvrt.get_spec("rvrt.denoise_davis")
+    torch.save(unique, tmp_path / "mine.pth")
+    assert model_spec(rvrt.load_model(tmp_path / "mine.pth")).name == "rvrt.denoise_davis"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"), [("rvrt.deblur_dvd", "rvrt.deblur_gopro"), ("rvrt.sr_bi_vimeo", "rvrt.sr_bd_vimeo")]
+)
+def test_official_files_with_the_same_shapes_are_told_apart_by_name_or_not_guessed(tmp_path, a, b, capsys):
+    """Two official tasks with one network: the official file name decides; any other name asks for -m."""
+    sd = {"params": rvrt.create_model(a).state_dict()}
+    for name in (a, b):
+        official = tmp_path / rvrt.get_spec(name).weights.filename
+        torch.save(sd, official)
+        assert model_spec(rvrt.load_model(official)).name == name
+    renamed = tmp_path / "my_weights.pth"
+    torch.save(sd, renamed)
+    with pytest.raises(WeightsError, match=f"my_weights.pth fits several models .*{a}, {b}.* -m/--model"):
+        rvrt.load_model(renamed)
+    assert model_spec(rvrt.load_model(renamed, model=b)).name == b
 
 
 def test_weights_of_another_architecture_are_rejected_with_the_key_lists(tmp_path, tiny_model):

@@ -137,22 +137,34 @@ def _expected_shapes(spec_name: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def identify_state_dict(state_dict: dict[str, torch.Tensor], *, suffix: str | None = None) -> zoo.ModelSpec | None:
-    """The first registered model whose keys and shapes equal those of ``state_dict``.
+def identify_state_dict(
+    state_dict: dict[str, torch.Tensor], *, suffix: str | None = None, filename: str | None = None
+) -> zoo.ModelSpec | None:
+    """The registered model whose keys and shapes equal those of ``state_dict`` (None: no model).
 
-    Several tasks share an architecture (e.g. 002 and 003); any of them describes the network.
-    With ``suffix`` (the weights file's, e.g. ``".ckpt"``), models whose published weights come
-    in that format are tried first: mindediting's RVRT port has the official RVRT's parameters
-    but its own numerics, and its weights are MindSpore checkpoints.
+    Several official tasks share one network (RVRT 002/003, 004/005; VRT 006/007, ...): then the
+    file name decides when it is one of theirs (``filename``, e.g. ``003_RVRT_videosr_bd_Vimeo_14frames.pth``),
+    and otherwise nothing is guessed. With ``suffix`` (the weights file's, e.g. ``".ckpt"``), models whose
+    published weights come in that format are preferred: mindediting's RVRT port has the official RVRT's
+    parameters but its own numerics, and its weights are MindSpore checkpoints.
+
+    Raises:
+        WeightsError: several models fit and the file name names none of them (the message lists them).
     """
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
-    names = zoo.list_models()
-    if suffix:
-        names.sort(key=lambda n: not _published_as(zoo.get_spec(n), suffix))  # stable: registry order otherwise
-    for name in names:
-        if _expected_shapes(name) == shapes:
-            return zoo.get_spec(name)
-    return None
+    fits = [n for n in zoo.list_models() if _expected_shapes(n) == shapes]
+    if suffix and any(_published_as(zoo.get_spec(n), suffix) for n in fits):
+        fits = [n for n in fits if _published_as(zoo.get_spec(n), suffix)]
+    if len(fits) <= 1:
+        return zoo.get_spec(fits[0]) if fits else None
+    named = [n for n in fits if filename and zoo.get_spec(n).weights and zoo.get_spec(n).weights.filename == filename]
+    if len(named) == 1:
+        return zoo.get_spec(named[0])
+    raise WeightsError(
+        f"{filename or 'these weights'} fit{'s' if filename else ''} several models with the same keys and shapes "
+        f"({', '.join(fits)}) and the file name is none of their official names: say which with "
+        "-m/--model (model=...)"
+    )
 
 
 def _published_as(spec: zoo.ModelSpec, suffix: str) -> bool:
@@ -252,7 +264,9 @@ def load_model(
     if model is not None:
         return create_model(model, weights=path, device=device, dtype=dtype, **model_kwargs)
     sd = load_state_dict_file(path)
-    spec = _spec_from_metadata(read_metadata(path), path) or identify_state_dict(sd, suffix=path.suffix)
+    spec = _spec_from_metadata(read_metadata(path), path) or identify_state_dict(
+        sd, suffix=path.suffix, filename=path.name
+    )
     if spec is None:
         raise WeightsError(
             f"cannot tell which model {path} belongs to (no rvrt metadata, and its keys/shapes match no "

@@ -43,7 +43,11 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 def add_compute_options(p: argparse.ArgumentParser) -> None:
     """``--device`` and ``--dtype``."""
-    p.add_argument("--device", default="auto", help="auto (default: the first of cuda, xpu, mps found), cpu, cuda[:N], xpu[:N] or mps")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (default: the first of cuda, xpu, mps found), cpu, cuda[:N], xpu[:N] or mps",
+    )
     p.add_argument("--dtype", default="fp32", type=dtype_arg, metavar="{fp32,fp16,bf16}", help="compute precision")
 
 
