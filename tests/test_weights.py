@@ -316,10 +316,76 @@ def test_zoo_names_aliases_and_weights_are_consistent():
 # ---------------------------------------------------------------------------- CLI
 
 
-def test_cli_weights_list(capsys):
+def _serve_release(tmp_path, monkeypatch, name: str, state_dict) -> zoo.ModelSpec:
+    """``name``'s spec with its URL pointing at a local "release" holding ``state_dict`` under the official name."""
+    spec = rvrt.get_spec(name)
+    release = tmp_path / "release" / spec.weights.filename
+    release.parent.mkdir(exist_ok=True)
+    torch.save({"params": state_dict}, release)
+    local = replace(spec, weights=replace(spec.weights, url=release.as_uri()))
+    monkeypatch.setattr(zoo.spec, "_REGISTRY", {**zoo.spec._REGISTRY, name: local})
+    return local
+
+
+def test_cli_weights_list(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("RVRT_HOME", str(tmp_path / "home"))
     assert cli(["weights", "list"]) == 0
+    captured = capsys.readouterr()
+    rows = {line.split()[0]: line for line in captured.out.splitlines()[1:]}
+    assert rows.keys() == set(rvrt.list_models())
+    reds = rows["rvrt.sr_bi_reds"]
+    for column in ("001_RVRT_videosr_bi_REDS_30frames", "sr x4", "10.8 M", "REDS4 32.75/0.9113 (RGB)", "CC-BY-NC-4.0"):
+        assert column in reds
+    assert reds.endswith("not downloaded")
+    assert "(default)" in rows[zoo.DEFAULT_MODEL] and rows[zoo.DEFAULT_MODEL].endswith("ships with rvrt")
+    assert sum("(default)" in r for r in rows.values()) == 1
+    assert "pinned" in captured.err  # how official files are checked, said once
+    _serve_release(tmp_path, monkeypatch, "rvrt.denoise_davis", rvrt.create_model("rvrt.denoise_davis").state_dict())
+    rvrt.api.fetch_weights("rvrt.denoise_davis", progress=False)
+    assert cli(["weights", "list", "--arch", "rvrt"]) == 0
     out = capsys.readouterr().out
-    assert "rvrt.sr_bi_reds" in out and "001_RVRT_videosr_bi_REDS_30frames" in out and "CC-BY-NC-4.0" in out
+    assert [line for line in out.splitlines() if line.startswith("rvrt.denoise_davis")][0].endswith("(sha256 pinned)")
+    assert "vrt.vfi_vimeo" not in out
+
+
+def test_the_zoo_parameter_counts_are_those_of_the_built_models():
+    from rvrt.api import _build
+
+    for name in rvrt.list_models():
+        with torch.device("meta"):
+            net = _build(rvrt.get_spec(name))
+        assert sum(p.numel() for p in net.parameters()) == rvrt.get_spec(name).params, name
+
+
+def test_weights_verify_checks_digest_and_every_key_and_shape(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RVRT_HOME", str(tmp_path / "home"))
+    name = "rvrt.denoise_davis"
+    _serve_release(tmp_path, monkeypatch, name, rvrt.create_model(name).state_dict())
+    assert cli(["weights", "verify", name]) == 2
+    assert "not downloaded" in capsys.readouterr().err
+    path = rvrt.api.fetch_weights(name, progress=False)
+    assert cli(["weights", "verify"]) == 0  # every file here: the shipped default and this one
+    out = capsys.readouterr().out
+    assert f"{name}: {path}: sha256 pinned at its first download and every key and shape of {name} match" in out
+    assert f"{zoo.DEFAULT_MODEL}: " in out and "published sha256" in out
+    assert cli(["weights", "verify", str(path)]) == 0
+    assert f"keys and shapes of {name}; sha256 {_sha(path)}" in capsys.readouterr().out
+    # the cache holds another model's file (pinned as it is, as if placed by hand): named, with the fix
+    torch.save({"params": rvrt.create_model("rvrt.deblur_dvd").state_dict()}, path)
+    pin_path(path).unlink()
+    assert cli(["weights", "verify", name]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} does not hold the published weights of {name}" in err and "delete it and" in err
+    with pytest.raises(WeightsError, match="does not hold the published weights of rvrt.denoise_davis"):
+        rvrt.create_model(name, weights="official")
+    # a damaged file: its digest no longer matches the pin
+    with open(path, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff")
+    assert cli(["weights", "verify", name]) == 2
+    assert "changed since it was downloaded" in capsys.readouterr().err
+    assert cli(["weights", "verify", str(tmp_path / "nothing.pth")]) == 2
+    assert "neither a weights file nor a registered model" in capsys.readouterr().err
 
 
 def test_cli_convert_and_errors(tmp_path, capsys, tiny_model):

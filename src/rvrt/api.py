@@ -24,12 +24,13 @@ from rvrt.checkpoint import (
 )
 from rvrt.errors import InputError, WeightsError
 from rvrt.files import loads_toml
-from rvrt.hub import cache_dir, download
+from rvrt.hub import cache_dir, download, pin_path, sha256_file
 
 __all__ = [
     "create_model",
     "load_model",
     "fetch_weights",
+    "verify_weights",
     "resolve_spec",
     "identify_state_dict",
     "model_spec",
@@ -113,6 +114,8 @@ def fetch_weights(model: str | zoo.ModelSpec, *, progress: bool = True) -> Path:
         path = Path(str(importlib.resources.files("rvrt") / "weights" / spec.weights.bundled))
         if not path.is_file():
             raise WeightsError(f"the weights of {spec.name} ({path}) are missing from this installation")
+        if spec.weights.sha256 is not None and sha256_file(path) != spec.weights.sha256:
+            raise WeightsError(f"{path} (the weights of {spec.name} shipped with rvrt) is damaged: reinstall rvrt")
         return path
     dest = cache_dir() / "weights" / spec.weights.filename
     return download(spec.weights.url, dest, sha256=spec.weights.sha256, progress=progress)
@@ -241,9 +244,66 @@ def create_model(
     spec = resolve_spec(model)
     net = _build(spec, **model_kwargs)
     if weights is not None:
-        path = fetch_weights(spec) if os.fspath(weights) == "official" else Path(weights)
-        load_into(net, load_state_dict_file(path, arch=spec.arch), source=f"weights {path}")
+        official = os.fspath(weights) == "official"
+        path = fetch_weights(spec) if official else Path(weights)
+        try:
+            load_into(net, load_state_dict_file(path, arch=spec.arch), source=f"weights {path}")
+        except WeightsError as err:
+            if official and not spec.weights.bundled:  # the cache holds something else than the release
+                raise WeightsError(_not_the_release(spec, path, err)) from err
+            raise
     return _finish(net, spec, device, dtype)
+
+
+def _not_the_release(spec: zoo.ModelSpec, path: Path, err: Exception) -> str:
+    reason = str(err).splitlines()[0]
+    return (
+        f"{path} does not hold the published weights of {spec.name} ({reason}); delete it and "
+        f"{pin_path(path).name} to download it again"
+    )
+
+
+def verify_weights(target: str | os.PathLike) -> str:
+    """Check a weights file before use and say what was checked (``rvrt weights verify``).
+
+    ``target`` is a registered model (its cached or shipped file) or a path. A registered model's file
+    must match its published sha256, or the digest pinned at its first download (trust on first use),
+    and hold exactly the keys and shapes of the model; a path must hold the keys and shapes of the model
+    it is recognised as (or that its metadata names).
+
+    Returns:
+        One line: the file, the model, and what was checked.
+
+    Raises:
+        WeightsError, DownloadError, InputError: not downloaded, damaged, replaced or for another model
+            (the message names the file and what to do).
+    """
+    text = os.fspath(target)
+    path = Path(text)
+    spec = None
+    if not path.is_file():
+        try:
+            spec = zoo.get_spec(text)
+        except InputError:
+            pass
+    if spec is not None:
+        if spec.weights is None:
+            raise WeightsError(f"{spec.name} has no published weights")
+        if not spec.weights.bundled:
+            path = cache_dir() / "weights" / spec.weights.filename
+            if not path.is_file():
+                raise WeightsError(f"{spec.name} is not downloaded ({path}): `rvrt weights download {spec.name}`")
+        path = fetch_weights(spec, progress=False)  # checks the published or pinned digest; never downloads here
+        how = "published sha256" if spec.weights.sha256 else "sha256 pinned at its first download"
+        try:
+            load_into(_build(spec), load_state_dict_file(path, arch=spec.arch), source=f"weights {path}")
+        except WeightsError as err:
+            raise WeightsError(_not_the_release(spec, path, err)) from err
+        return f"{spec.name}: {path}: {how} and every key and shape of {spec.name} match"
+    if not path.is_file():
+        raise InputError(f"{text} is neither a weights file nor a registered model (see `rvrt weights list`)")
+    net = load_model(path)
+    return f"{path}: keys and shapes of {model_spec(net).name}; sha256 {sha256_file(path)}"
 
 
 def load_model(

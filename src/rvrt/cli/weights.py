@@ -25,6 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_quiet(dl)
     dl.set_defaults(run=_download)
 
+    vf = wsub.add_parser(
+        "verify",
+        help="check weights files: digest (published or pinned at first download) and every key and shape",
+    )
+    vf.add_argument(
+        "target", nargs="*", help="registered model names or weights files (default: every file present here)"
+    )
+    vf.set_defaults(run=_verify)
+
     cv = wsub.add_parser("convert", help="convert a weights file (.pth, .ckpt, .safetensors) to .safetensors")
     cv.add_argument("input", type=Path)
     cv.add_argument("output", type=Path)
@@ -42,18 +51,75 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cv.set_defaults(run=_convert)
 
 
+def _weights_here(spec: zoo.ModelSpec) -> str:
+    """Whether the weights file is on this machine, and how it is checked before use."""
+    from rvrt.hub import cache_dir, pin_path
+
+    w = spec.weights
+    if w is None:
+        return "-"
+    if w.bundled:
+        return "ships with rvrt"
+    path = cache_dir() / "weights" / w.filename
+    if not path.is_file():
+        return "not downloaded"
+    if w.sha256:
+        return "cached (published sha256)"
+    return "cached (sha256 pinned)" if pin_path(path).is_file() else "cached (not pinned yet)"
+
+
+def _published(spec: zoo.ModelSpec) -> str:
+    if not spec.metrics:
+        return "-"
+    m = spec.metrics[0]
+    more = f" +{len(spec.metrics) - 1}" if len(spec.metrics) > 1 else ""
+    return f"{m.dataset} {m.psnr:.2f}" + (f"/{m.ssim:.4f}" if m.ssim else "") + f" ({m.channel}){more}"
+
+
 def _list(args: argparse.Namespace) -> int:
     names = zoo.list_models(args.arch)
-    rows = [("name", "official task name", "task", "scale", "weights licence")]
+    rows = [("name", "official task", "task", "params", "published PSNR/SSIM", "weights licence", "weights here")]
     for n in names:
         s = zoo.get_spec(n)
         rows.append(
-            (n, s.aliases[0] if s.aliases else "-", s.task, f"x{s.scale}", s.weights.license if s.weights else "-")
+            (
+                n + (" (default)" if n == zoo.DEFAULT_MODEL else ""),
+                s.aliases[0] if s.aliases else "-",
+                f"{s.task} x{s.scale}",
+                f"{s.params / 1e6:.1f} M" if s.params else "-",
+                _published(s),
+                s.weights.license if s.weights else "-",
+                _weights_here(s),
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if not args.quiet:
+        print(
+            "\nOfficial weights are downloaded on request (--weights official, `rvrt weights download NAME`); "
+            "none publishes a sha256, so the digest of the first download is pinned and checked at every use "
+            "(`rvrt weights verify`).",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from rvrt.api import verify_weights
+    from rvrt.errors import RVRTError
+
+    targets = args.target or [
+        n for n in zoo.list_models() if _weights_here(zoo.get_spec(n)) not in ("-", "not downloaded")
+    ]
+    failed = 0
+    for t in targets:
+        try:
+            print(verify_weights(t))
+        except RVRTError as err:
+            print(f"rvrt: error: {err}", file=sys.stderr)
+            failed += 1
+    return 2 if failed else 0
 
 
 def _download(args: argparse.Namespace) -> int:

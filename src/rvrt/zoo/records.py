@@ -28,6 +28,29 @@ _RVRT_DEBLUR = dict(_RVRT_SR, upscale=1, embed_dims=[192, 192, 192], inputconv_g
 _RVRT_DENOISE = dict(_RVRT_DEBLUR, inputconv_groups=[1, 3, 4, 6, 8, 4], nonblind_denoising=True)
 
 
+#: parameters of each registered network (tests/test_weights.py counts them on the built models)
+_PARAMS = {
+    "rvrt.sr_bi_reds": 10_782_295,
+    "rvrt.sr_bi_vimeo": 10_782_295,
+    "rvrt.sr_bd_vimeo": 10_782_295,
+    "rvrt.deblur_dvd": 13_573_159,
+    "rvrt.deblur_gopro": 13_573_159,
+    "rvrt.denoise_davis": 12_786_919,
+    "vrt.sr_bi_reds_6f": 30_676_435,
+    "vrt.sr_bi_reds_16f": 35_134_783,
+    "vrt.sr_bi_vimeo": 32_577_991,
+    "vrt.sr_bd_vimeo": 32_577_991,
+    "vrt.deblur_dvd": 18_320_007,
+    "vrt.deblur_gopro": 18_320_007,
+    "vrt.deblur_reds": 18_320_007,
+    "vrt.denoise_davis": 18_320_871,
+    "vrt.vfi_vimeo": 9_943_387,
+    "rvrt_light.sr_bi_vimeo": 8_456_755,
+    "rvrt.sr_bi_vimeo_mindspore": 10_782_295,
+    "rvrt.sr_small": 2_862_839,
+}
+
+
 def _rvrt(name, task_name, kwargs, task, scale, description, metrics, tile, overlap, frames):
     return register(
         ModelSpec(
@@ -43,6 +66,7 @@ def _rvrt(name, task_name, kwargs, task, scale, description, metrics, tile, over
             tile=tile,
             tile_overlap=overlap,
             train_frames=frames,
+            params=_PARAMS[name],
         )
     )
 
@@ -186,6 +210,7 @@ def _vrt(name, task_name, kwargs, task, scale, description, metrics, tile, overl
             tile=tile,
             tile_overlap=overlap,
             train_frames=frames,
+            params=_PARAMS[name],
             weights=WeightsSpec(url=f"{_VRT_RELEASE}{task_name}.pth", source=_VRT_SOURCE),
             extras=extras,
         )
@@ -362,6 +387,7 @@ _RVRT_LIGHT_SR = dict(
 register(
     ModelSpec(
         name="rvrt_light.sr_bi_vimeo",
+        params=_PARAMS["rvrt_light.sr_bi_vimeo"],
         arch="rvrt_light",
         kwargs=_RVRT_LIGHT_SR,
         task="sr",
@@ -380,6 +406,7 @@ register(
 register(
     ModelSpec(
         name="rvrt.sr_bi_vimeo_mindspore",
+        params=_PARAMS["rvrt.sr_bi_vimeo_mindspore"],
         arch="rvrt",
         kwargs=dict(_RVRT_SR, img_size=[14, 64, 64], mindspore_compat=True),
         task="sr",
@@ -424,6 +451,7 @@ _VID4_OURS = "measured: rvrt eval --protocol vid4 (Y, no border crop, as the off
 register(
     ModelSpec(
         name="rvrt.sr_small",
+        params=_PARAMS["rvrt.sr_small"],
         arch="rvrt",
         kwargs=_RVRT_SR_SMALL,
         task="sr",
@@ -432,6 +460,7 @@ register(
         "trained by us on one Apache-2.0 clip, CPU-friendly",
         weights=WeightsSpec(
             bundled="rvrt_sr_small.safetensors",
+            sha256="0b9fe14c5e43fb501bf7c3897cd7931f86b51a2db921d9b11a91ea895b00acbb",
             license="Apache-2.0",
             source="trained by the rvrt project (recipe default_sr_small, docs/DEFAULT_MODEL.md) on "
             "01_dog.mp4 of facebookresearch/sam2 (Apache-2.0)",

@@ -97,6 +97,7 @@ class ModelSpec:
         tile: default test tile ``(frames, height, width)`` (0 = whole), from the official test commands.
         tile_overlap: default tile overlap ``(frames, height, width)``.
         train_frames: clip length the weights were trained with.
+        params: number of parameters (checked against the built model by the tests).
         extras: anything else, e.g.
             ``bytes_per_pixel_frame`` (memory estimate behind ``--tile auto``), ``protocol_tiles``
             (``{protocol: (tile, overlap)}`` where the official test of a benchmark used another tile).
@@ -114,6 +115,7 @@ class ModelSpec:
     tile: tuple[int, int, int] = (0, 0, 0)
     tile_overlap: tuple[int, int, int] = (2, 20, 20)
     train_frames: int | None = None
+    params: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
