@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+DEFAULT_WEIGHTS = zoo.DEFAULT_WEIGHTS
 
 #: the model ``rvrt interpolate`` uses when none is named
 DEFAULT_VFI_MODEL = "vrt.vfi_vimeo"
@@ -229,8 +230,9 @@ def create_model(
     Args:
         model: registered name or alias (see :func:`rvrt.list_models`), or a ``.json``/``.toml``
             file of constructor keyword arguments.
-        weights: ``None`` (random init, the official init scheme), ``"official"`` (download the
-            published file for this task into the cache, verify it, load it), or a local path
+        weights: ``None`` (random init, the official init scheme; the same in every function that
+            takes ``weights``), ``"official"`` or ``"default"`` (the published file of this model: shipped
+            with the package, or downloaded into the cache and verified), or a local path
             (``.pth`` with ``{'params': state_dict}`` or a bare state dict, or ``.safetensors``).
         device, dtype: where and in which dtype to put the model.
         **model_kwargs: options of the model class (e.g. ``gda_backend="reference"``).
@@ -244,7 +246,7 @@ def create_model(
     spec = resolve_spec(model)
     net = _build(spec, **model_kwargs)
     if weights is not None:
-        official = os.fspath(weights) == "official"
+        official = os.fspath(weights) in ("official", DEFAULT_WEIGHTS)
         path = fetch_weights(spec) if official else Path(weights)
         try:
             load_into(net, load_state_dict_file(path, arch=spec.arch), source=f"weights {path}")
@@ -350,29 +352,33 @@ def _check_kind(spec: zoo.ModelSpec, kind: str) -> None:
         )
 
 
+_PASS_A_FILE = "pass a weights file (weights=PATH, --weights PATH)"
+
+
 def select_model(
     model: str | os.PathLike | zoo.ModelSpec | nn.Module | None = None,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = DEFAULT_WEIGHTS,
     *,
     kind: str = "restore",
 ) -> tuple[nn.Module, zoo.ModelSpec]:
     """The model a run uses and its spec, from what the user named: the one place where names,
     config files and weights files become a loaded model.
 
-    Restoration (``kind="restore"``): ``weights`` alone: the file says which model it is.
-    ``model`` alone: a registered model with published weights uses them (``"official"``:
-    downloaded, or shipped with the package). Neither: the default model
-    (``zoo.DEFAULT_MODEL``), whose weights ship with the package.
+    ``weights`` means what it means in :func:`create_model`: a file, ``"official"`` (the published
+    file), ``None`` (a randomly initialised model, said in a warning: its output is noise), or
+    ``"default"`` (the default of every run function: the weights that go with the model, below).
 
-    Frame interpolation (``kind="interpolate"``): the published weights are licensed for
-    non-commercial use only (CC-BY-NC-4.0), so they are never fetched implicitly: ``weights`` must
-    be ``"official"`` or a file. The model defaults to :data:`DEFAULT_VFI_MODEL`, or what a weights
-    file with rvrt metadata says it is.
+    With ``"default"``, restoration (``kind="restore"``): a registered model with published weights
+    uses them (shipped with the package, or downloaded); no model: the default model
+    (``zoo.DEFAULT_MODEL``), whose weights ship with the package. Frame interpolation
+    (``kind="interpolate"``): the published weights are licensed for non-commercial use only
+    (CC-BY-NC-4.0), so they are never fetched unasked: pass ``"official"`` or a file. The model
+    defaults to :data:`DEFAULT_VFI_MODEL`, or to what a weights file with rvrt metadata says it is.
 
     Args:
         model: registered name, config file, spec, or a model from :func:`create_model` /
             :func:`load_model` (it carries its spec).
-        weights: a weights file or ``"official"``.
+        weights: a weights file, ``"official"``, ``"default"`` or ``None``.
         kind: ``"restore"`` or ``"interpolate"``.
 
     Raises:
@@ -387,8 +393,8 @@ def select_model(
             raise InputError("pass a model created by rvrt.create_model / rvrt.load_model (it carries its spec)")
         _check_kind(spec, kind)
         return model, spec
-    official = weights is not None and os.fspath(weights) == "official"
-    if model is None and weights is not None and not official:
+    named = weights is not None and os.fspath(weights) in ("official", DEFAULT_WEIGHTS)
+    if model is None and weights is not None and not named:
         net = load_model(weights)
         _check_kind(net.rvrt_spec, kind)
         return net, net.rvrt_spec
@@ -406,15 +412,23 @@ def select_model(
     spec = resolve_spec(model)
     _check_kind(spec, kind)
     if weights is None:
+        log.warning("weights=None: %s is randomly initialised, its output is noise", spec.name)
+        return create_model(spec, weights=None), spec
+    if os.fspath(weights) == DEFAULT_WEIGHTS:
         if kind == "interpolate":
             if spec.weights is not None:
                 raise InputError(
-                    f"{spec.name} needs weights: pass --weights official to download the published ones "
-                    f"({spec.weights.license}, non-commercial use only; {spec.weights.url}) or --weights PATH"
+                    f"{spec.name} needs weights: pass weights='official' (--weights official) to download the "
+                    f"published ones ({spec.weights.license}, non-commercial use only; {spec.weights.url}) or a "
+                    "weights file"
                 )
-            raise InputError(f"{spec.name} has no published weights: pass --weights PATH")
+            raise InputError(
+                f"{spec.name} has no published weights: pass a weights file (weights=PATH, --weights PATH)"
+            )
         if spec.weights is None:
-            raise InputError(f"{spec.name} has no published weights: pass --weights FILE")
+            raise InputError(
+                f"{spec.name} has no published weights: pass a weights file (weights=PATH, --weights PATH)"
+            )
         weights = "official"
         if not spec.weights.bundled:
             log.info("using the published weights of %s (%s)", spec.name, spec.weights.url)

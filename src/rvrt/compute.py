@@ -72,10 +72,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     available, count = _ACCELERATORS[dev.type]
     if not available():
         raise InputError(
-            f"device {device} requested but this PyTorch build or machine has no {dev.type}; use --device cpu"
+            f"device {device} requested but this PyTorch build or machine has no {dev.type.upper()}; use --device cpu"
         )
     if dev.index is not None and dev.index >= count():
-        raise InputError(f"device {device} requested but only {count()} {dev.type} device(s) exist")
+        raise InputError(f"device {device} requested but only {count()} {dev.type.upper()} device(s) exist")
     return dev
 
 

@@ -57,3 +57,26 @@ def test_quickstart_demo_then_restore_without_a_model(tmp_path, capsys, caplog):
     assert "--weights official" in caplog.text  # and how to get the official models
     src, dst = probe(demo / "lq.mp4"), probe(restored)
     assert (dst.width, dst.height) == (4 * src.width, 4 * src.height) and dst.frame_count == 3
+
+
+def test_weights_means_the_same_in_every_function(caplog):
+    """None: a randomly initialised model everywhere (said in a warning where it runs); "default" (the default
+    of the run functions): the weights that go with the model; "official": the published file."""
+    import numpy as np
+
+    from rvrt.api import select_model
+
+    default = rvrt.create_model(zoo.DEFAULT_MODEL, weights="default")
+    official = rvrt.create_model(zoo.DEFAULT_MODEL, weights="official")
+    random = rvrt.create_model(zoo.DEFAULT_MODEL)  # weights=None
+    assert torch.equal(default.conv_last.weight, official.conv_last.weight)
+    assert not torch.equal(default.conv_last.weight, random.conv_last.weight)
+    net, _ = select_model()  # what rvrt.restore uses when nothing is named
+    assert torch.equal(net.conv_last.weight, official.conv_last.weight)
+    frames = [np.full((16, 16, 3), 100 + 20 * i, np.uint8) for i in range(2)]
+    run = dict(device="cpu", tile=(0, 0, 0), scene_cuts="off")
+    with caplog.at_level(logging.WARNING):
+        noise = dict(rvrt.restore_iter(frames, weights=None, **run))
+    assert "weights=None: rvrt.sr_small is randomly initialised" in caplog.text
+    restored = dict(rvrt.restore_iter(frames, **run))
+    assert not torch.allclose(noise[0], restored[0], atol=0.05)

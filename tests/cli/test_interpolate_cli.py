@@ -44,7 +44,7 @@ def test_interpolate_a_frames_folder_into_a_video(tiny_vrt, frames, tmp_path, ca
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ([], "needs weights: pass --weights official"),
+        ([], "needs weights: pass weights='official' (--weights official)"),
         (["-m", "vrt.sr_bi_reds_6f", "--weights", "official"], "is a sr model"),
         (["--weights", "x.pth", "--tile", "1", "2", "3"], "--tile takes two non-negative integers"),
     ],

@@ -312,9 +312,11 @@ def test_a_restoration_model_does_not_interpolate(tiny_vrt, clip, tmp_path):
 
 
 def test_weights_are_required_and_offline_is_clear(tiny_vrt, clip, tmp_path, monkeypatch):
-    with pytest.raises(InputError, match="vrt.vfi_vimeo needs weights: pass --weights official .*CC-BY-NC-4.0"):
+    with pytest.raises(
+        InputError, match="vrt.vfi_vimeo needs weights: pass weights='official' \\(--weights official\\).*CC-BY-NC-4.0"
+    ):
         rvrt.interpolate(clip, tmp_path / "o.mp4", device="cpu")
-    with pytest.raises(InputError, match="no published weights: pass --weights PATH"):
+    with pytest.raises(InputError, match=r"no published weights: pass a weights file \(weights=PATH, --weights PATH\)"):
         rvrt.interpolate(clip, tmp_path / "o.mp4", model=tiny_vrt["vfi"][0], device="cpu")
     monkeypatch.setenv("RVRT_OFFLINE", "1")
     monkeypatch.setenv("RVRT_HOME", str(tmp_path / "cache"))

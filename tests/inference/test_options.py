@@ -61,14 +61,14 @@ def test_devices_torch_names_are_accepted_where_present_and_refused_with_a_reaso
         kind = name.split(":")[0]
         if compute._ACCELERATORS[kind][0]():
             continue
-        with pytest.raises(InputError, match=f"this PyTorch build or machine has no {kind}; use --device cpu"):
+        with pytest.raises(InputError, match=f"this PyTorch build or machine has no {kind.upper()}; use --device cpu"):
             compute.resolve_device(name)
     # where the backend is there, the device is used (the reference paths run on it)
     monkeypatch.setitem(compute._ACCELERATORS, "mps", (lambda: True, lambda: 1))
     monkeypatch.setitem(compute._ACCELERATORS, "xpu", (lambda: True, lambda: 2))
     assert compute.resolve_device("mps") == torch.device("mps")
     assert compute.resolve_device("xpu:1") == torch.device("xpu", 1)
-    with pytest.raises(InputError, match="only 2 xpu device"):
+    with pytest.raises(InputError, match="only 2 XPU device"):
         compute.resolve_device("xpu:2")
     monkeypatch.setitem(compute._ACCELERATORS, "cuda", (lambda: False, lambda: 0))
     assert compute.resolve_device("auto") == torch.device("xpu")  # the first available accelerator

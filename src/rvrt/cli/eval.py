@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rvrt.cli.options import add_compute_options, add_quiet, parse_tile
 from rvrt.errors import InputError
+from rvrt.zoo.spec import DEFAULT_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         if target is not None and target.exists() and not args.overwrite:
             raise InputError(f"{target} exists; pass --overwrite to replace it")
     sequences = read_sequence_list(args.sequences) if args.sequences else None
-    model, spec = select_model(args.model, args.weights, kind="restore")
+    model, spec = select_model(args.model, args.weights or DEFAULT_WEIGHTS, kind="restore")
     protocol = get_protocol(args.protocol) if args.protocol else default_protocol(spec.task, spec.scale)
     if protocol.noise != (spec.in_channels == 4):
         kind = "a non-blind denoising" if protocol.noise else "an RGB-input"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rvrt.cli.options import INPUT_HELP, add_compute_options, add_run_options, parse_tile, run_jobs, run_options
+from rvrt.zoo.spec import DEFAULT_WEIGHTS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     job = interpolate_job(
         model=args.model,
-        weights=args.weights,
+        weights=args.weights or DEFAULT_WEIGHTS,  # no --weights: those that go with the model
         tile=parse_tile(args.tile, 2),
         tile_overlap=args.tile_overlap,
         hold_last=args.hold_last,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rvrt.cli.options import INPUT_HELP, add_compute_options, add_run_options, parse_tile, run_jobs, run_options
+from rvrt.zoo.spec import DEFAULT_WEIGHTS
 
 EPILOG = """exit status: 0 done; 2 bad input or option, an output that exists, not enough memory, or (with several
 inputs) any input failed; 130 interrupted by Ctrl-C, 143 by SIGTERM (finished frames are kept: rerun with --resume).
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             vfi.pop("vfi_weights")
     job = restore_job(
         model=args.model,
-        weights=args.weights,
+        weights=args.weights or DEFAULT_WEIGHTS,  # no --weights: those that go with the model
         tile=parse_tile(args.tile, 3),
         tile_overlap=args.tile_overlap,
         sigma=args.sigma,

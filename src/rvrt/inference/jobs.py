@@ -52,8 +52,8 @@ def restore_job(*, interpolate: bool = False, **kwargs: Any) -> JobOptions:
     if interpolate:
         if "vfi_weights" not in vfi and not isinstance(vfi.get("vfi_model"), torch.nn.Module):
             raise InputError(
-                "interpolate needs the frame-interpolation weights: pass --vfi-weights official (downloads the "
-                "published ones, CC-BY-NC-4.0, non-commercial use only) or --vfi-weights PATH"
+                "interpolate needs the frame-interpolation weights: pass vfi_weights='official' (--vfi-weights "
+                "official; downloads the published ones, CC-BY-NC-4.0, non-commercial use only) or a weights file"
             )
         stages.append(
             StageOptions(
@@ -100,7 +100,10 @@ def restore(
     Keyword arguments:
         model: registered name, config file, or a model from :func:`rvrt.create_model` (default:
             the built-in model, or the one a weights file names).
-        weights: ``.pth``/``.safetensors``/``.ckpt`` file or ``"official"``.
+        weights: ``.pth``/``.safetensors``/``.ckpt`` file, ``"official"`` (the published file),
+            ``"default"`` (the default: the weights that go with the model, see
+            :func:`rvrt.api.select_model`) or ``None`` (a randomly initialised model, as in
+            :func:`rvrt.create_model`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``. dtype: ``fp32``, ``fp16`` or ``bf16``.
         tile: ``"auto"`` (default: the largest tile that fits ``memory_fraction`` of the free
             memory) or ``(frames, height, width)`` in input pixels (0 = whole). tile_overlap: the

@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from rvrt.errors import InputError
+from rvrt.zoo.spec import DEFAULT_WEIGHTS
 
 __all__ = ["StageOptions", "JobOptions", "TileArg", "flag"]
 
@@ -119,7 +120,8 @@ class StageOptions:
             (double the frame rate).
         model: registered name, config file, :class:`~rvrt.zoo.ModelSpec` or a model from
             :func:`rvrt.create_model`; None: the default model of the stage.
-        weights: weights file or ``"official"``; see :func:`rvrt.api.select_model`.
+        weights: weights file, ``"official"``, ``"default"`` (the weights that go with the model, the
+            default) or ``None`` (random init); see :func:`rvrt.api.select_model`.
         tile: ``"auto"`` (the largest tile the memory model says fits, the default), or
             ``(frames, height, width)`` in input frames/pixels for restoration, ``(height,
             width)`` for interpolation (0 = whole).
@@ -133,7 +135,7 @@ class StageOptions:
 
     kind: str = "restore"
     model: Any = None
-    weights: str | os.PathLike | None = None
+    weights: str | os.PathLike | None = DEFAULT_WEIGHTS
     tile: TileArg = "auto"
     tile_overlap: tuple[int, ...] | None = None
     sigma: float | None = None

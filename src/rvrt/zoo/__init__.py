@@ -12,6 +12,7 @@ from rvrt.zoo import records  # noqa: F401  (registers every model)
 from rvrt.zoo.spec import (
     ARCHITECTURES,
     DEFAULT_MODEL,
+    DEFAULT_WEIGHTS,
     Architecture,
     Metric,
     ModelSpec,
@@ -25,6 +26,7 @@ __all__ = [
     "Architecture",
     "ARCHITECTURES",
     "DEFAULT_MODEL",
+    "DEFAULT_WEIGHTS",
     "Metric",
     "ModelSpec",
     "WeightsSpec",

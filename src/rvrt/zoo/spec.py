@@ -135,6 +135,10 @@ class ModelSpec:
 #: the package (Apache-2.0), see docs/DEFAULT_MODEL.md
 DEFAULT_MODEL: str | None = "rvrt.sr_small"
 
+#: ``weights`` of the run functions when none is given: the weights that go with the model
+#: (:func:`rvrt.api.select_model`); ``None`` means a randomly initialised model everywhere
+DEFAULT_WEIGHTS = "default"
+
 _REGISTRY: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
 
