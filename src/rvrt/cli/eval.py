@@ -40,6 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write all scores as JSON")
     p.add_argument("--csv", type=Path, help="write per-frame scores as CSV")
     p.add_argument("--save", type=Path, help="write the restored frames (PNG) under this folder")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PLOT.png",
+        help='draw per-frame PSNR/SSIM of each sequence (.png/.svg/.pdf; needs matplotlib: pip install "rvrt[plot]")',
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing --json/--csv/--save files")
     add_compute_options(p)
     p.add_argument(
@@ -151,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
     for target in (args.json, args.csv):
         if target is not None and target.exists() and not args.overwrite:
             raise InputError(f"{target} exists; pass --overwrite to replace it")
+    if args.plot is not None:  # before hours of restoring, not after
+        from rvrt.plots import check_plot_path, require_matplotlib
+
+        require_matplotlib()
+        check_plot_path(args.plot, overwrite=args.overwrite)
     sequences = read_sequence_list(args.sequences) if args.sequences else None
     model, spec = select_model(args.model, args.weights or DEFAULT_WEIGHTS, kind="restore")
     protocol = get_protocol(args.protocol) if args.protocol else default_protocol(spec.task, spec.scale)
@@ -190,4 +201,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {result.to_csv(args.csv, overwrite=args.overwrite)}")
     if args.save:
         print(f"restored frames in {args.save}")
+    if args.plot:
+        from rvrt.plots import plot_eval
+
+        drawn = plot_eval(result, args.plot, title=spec.name, overwrite=args.overwrite)
+        print(f"wrote {drawn.path} (per-frame PSNR/SSIM, {drawn.channel})")
     return 0
