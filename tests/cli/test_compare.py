@@ -19,7 +19,7 @@ from rvrt.api import create_model
 from rvrt.cli import main
 from rvrt.data.degradations import imresize
 from rvrt.media import open_reader
-from rvrt.media.compare import BACKGROUND, LINE, Layout, compose, fit
+from rvrt.media.compare import BACKGROUND, LINE, Layout, Source, compose, fit
 from rvrt.media.images import read_image, write_png
 
 LR_SIZE = (16, 12)  # W, H
@@ -112,6 +112,13 @@ def test_labels_sit_in_the_strip_above_the_pictures(clips, tmp_path, capsys):
         assert (np.abs(text.astype(int) - BACKGROUND).sum(-1) > 200).sum() > 20  # light text on the dark strip
 
 
+def test_default_labels_are_file_stems_or_folder_names(clips):
+    root, _, _ = clips
+    assert Source.open(root / "gt.png").label == "gt" and Source.open(root / "gt.png").still
+    assert Source.open(root / "out").label == "out" and not Source.open(root / "out").still
+    assert Source.open(f"{root / 'lr'}/*.png").label == "lr"
+
+
 def test_nearest_upscale_repeats_each_low_resolution_pixel(clips, tmp_path, capsys):
     root, frames, gt = clips
     dest = tmp_path / "n.png"
@@ -178,6 +185,13 @@ def test_mismatched_sizes_are_brought_to_the_largest(tmp_path, capsys):
     assert np.array_equal(_panel(image, ref.panels[1]), big)
     # ceil(177 * (704 / 177)) is 705 in floating point: the frame is still exactly 704 wide
     assert fit(np.zeros((144, 177, 3), np.uint8), 704, 576).shape == (576, 704, 3)
+
+
+def test_16_bit_frames_are_rounded_to_8_bits(tmp_path):
+    deep = np.array([[[0, 128, 129], [385, 386, 65535]]], np.uint16)  # / 257: 0.498, 0.502, 1.498, 1.502
+    eight = np.zeros((1, 2, 3), np.uint8)
+    ref = compose([deep, eight], ["16", "8"])
+    assert _panel(ref.image, ref.panels[0]).tolist() == [[[0, 0, 1], [1, 2, 255]]]
 
 
 def _flat_clip(folder, values, size=(64, 48)):

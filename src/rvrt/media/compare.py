@@ -325,9 +325,11 @@ class Source:
 
     @property
     def label(self) -> str:
-        """The file stem (video, image) or folder name."""
+        """The file stem (video, image), or the folder name (a folder, or the folder of a glob)."""
         p = Path(self.path.rstrip("/" + os.sep))
-        return p.name if p.is_dir() else p.stem
+        if p.is_dir():
+            return p.name
+        return p.parent.name if any(c in p.name for c in "*?[") else p.stem
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` (0-based); a still image for any index."""
