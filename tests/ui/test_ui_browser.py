@@ -113,6 +113,14 @@ def test_upload_preview_run_download_in_chromium(server, tiny_sr_weights, tmp_pa
             expect(page.locator("#error")).to_contain_text("broken.mp4")
             assert "\n" not in page.locator("#error").inner_text()
 
+            folder = tmp_path / "frames"
+            folder.mkdir()
+            for i, f in enumerate(smooth_frames(3, 20, 16)):
+                Image.fromarray(f).save(folder / f"f{i + 1}.png")
+            page.set_input_files("#folder", str(folder))  # a folder of frames, sent frame by frame
+            expect(page.locator("#input-info")).to_have_text("folder: 3 frames of 20x16")
+            assert page.locator("#format").input_value() == "zip"  # frames in, frames out
+
             page.set_input_files("#file", str(clip))
             expect(page.locator("#input-info")).to_have_text("clip.mp4: video, 32x24, 6 frames, 29.970 fps")
             page.set_input_files("#weights", str(tiny_sr_weights))

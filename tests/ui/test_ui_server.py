@@ -329,7 +329,7 @@ def test_frames_folder_to_zip(ui, tiny_sr_weights):
         Image.fromarray(f).save(buf, "PNG")
         answer = ui.upload("frame", f"im{i + 1}.png", buf.getvalue(), index=i, count=3)
         assert answer[0] == 200
-    assert answer[1] == dict(name="3 frames", kind="frames", width=20, height=16, frames=3, fps=None)
+    assert answer[1] == dict(name="folder", kind="frames", width=20, height=16, frames=3, fps=None)
     assert ui.upload("weights", "tiny.safetensors", tiny_sr_weights.read_bytes())[0] == 200
     assert ui.post("/api/run", {"use_weights": True})[0] == 200  # frames in: PNG frames out, zipped
     assert ui.wait()["state"] == "done"

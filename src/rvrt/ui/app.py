@@ -229,7 +229,7 @@ class UIApp:
         self._frames_bytes += length
         if index < count - 1:
             return dict(received=index + 1, count=count)
-        return self._set_input(folder, f"{count} frames")
+        return self._set_input(folder, "folder")
 
     def upload_weights(self, name: str, body: IO[bytes], length: int) -> dict[str, Any]:
         name = safe_name(name, WEIGHTS_EXTENSIONS, what="weights file")
