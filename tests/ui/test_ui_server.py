@@ -340,6 +340,33 @@ def test_frames_folder_to_zip(ui, tiny_sr_weights):
         assert Image.open(z.open(names[0])).size == (80, 64)
 
 
+def test_cancel_stops_the_real_runner_and_the_next_run_works(ui, tiny_sr_weights, monkeypatch, tmp_path):
+    clip = make_video(tmp_path / "long.mp4", smooth_frames(8, 32, 24))
+    ui.server.app.max_upload_bytes = 64 << 20
+    assert ui.upload("input", "long.mp4", clip.read_bytes())[0] == 200
+    assert ui.upload("weights", "tiny.safetensors", tiny_sr_weights.read_bytes())[0] == 200
+    app = ui.server.app
+    reporter = app._reporter
+
+    def cancel_after_two_frames(job):  # Cancel pressed once two frames are done, whatever the speed
+        report = reporter(job)
+
+        def wrapped(stage, done, total):
+            if done >= 2:
+                job.cancel = True
+            report(stage, done, total)
+
+        return wrapped
+
+    monkeypatch.setattr(app, "_reporter", cancel_after_two_frames)
+    assert ui.post("/api/run", {"use_weights": True, "format": "mp4"})[0] == 200
+    job = ui.wait()
+    assert job["state"] == "cancelled" and 0 < job["done"] < 8 and ui.status()["result"] is None
+    monkeypatch.setattr(app, "_reporter", reporter)
+    assert ui.post("/api/run", {"use_weights": True, "format": "mp4"})[0] == 200  # nothing left claimed
+    assert ui.wait()["state"] == "done" and ui.status()["result"]["frames"] == 8
+
+
 # --- the runner's progress callback ------------------------------------------------------------------
 
 
