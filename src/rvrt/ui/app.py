@@ -382,8 +382,8 @@ class UIApp:
 
         out_dir = self.root / "output"
         shutil.rmtree(out_dir, ignore_errors=True)
-        stem = Path(self.info["name"]).stem if self.info["kind"] == "video" else "frames"
-        stem = f"{stem}_rvrt"
+        name = self.info["name"]  # the uploaded file's name, or "folder"
+        stem = f"{Path(name).stem if name != 'folder' else 'frames'}_rvrt"
         target = out_dir / (stem if fmt == "zip" else f"{stem}.{fmt}")
         summary = rvrt.restore(self.input, target, overwrite=True, progress=self._reporter(job), **opts)
         if fmt == "zip":
