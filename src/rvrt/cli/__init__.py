@@ -35,6 +35,7 @@ COMMANDS = {
     "train": "rvrt.cli.train",
     "demo": "rvrt.cli.demo",
     "compare": "rvrt.cli.compare",
+    "ui": "rvrt.cli.ui",
 }
 
 

@@ -126,7 +126,8 @@ def restore(
         scene_cuts: ``"auto"`` (detect the cuts; the default for videos), ``"off"`` (the default
             for frames), a cut list file or a list of frame numbers: each shot is restored on its
             own (see :mod:`rvrt.media.scenes`); ``restore_iter`` of an iterable takes a list only.
-        progress: progress bar on stderr.
+        progress: progress bar on stderr; or a callable ``(desc, done, total)`` told as output frames
+            are done instead (``done`` a float, ``total`` None when unknown; what it raises stops the run).
         compile: run the model through ``torch.compile``.
 
     Returns:

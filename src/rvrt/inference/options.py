@@ -185,7 +185,8 @@ class JobOptions:
             ``"auto"`` (detect them), ``"off"``, a cut list file (one frame per line, or
             PySceneDetect's CSV) or a list of frame numbers (0-based, of the whole input); None
             (the default): ``"auto"`` for a video input, ``"off"`` for frames.
-        progress: progress bar on stderr.
+        progress: progress bar on stderr; or a callable ``(desc, done, total)`` told instead
+            (:data:`rvrt.inference.progress.ProgressCallback`; what it raises stops the run).
     """
 
     stages: tuple[StageOptions, ...] = (StageOptions(),)
@@ -205,7 +206,7 @@ class JobOptions:
     resume: bool = False
     allow_truncated: bool = False
     scene_cuts: Any = None
-    progress: bool = True
+    progress: Any = True  # bool, or a ProgressCallback
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -233,8 +234,10 @@ class JobOptions:
         if self.fps is not None:
             _number("fps", self.fps, low=0.0, high=1000.0, low_open=True)
         _int("segment_frames", self.segment_frames, low=1)
-        for name in ("overwrite", "resume", "allow_truncated", "progress"):
+        for name in ("overwrite", "resume", "allow_truncated"):
             _check_bool(name, getattr(self, name))
+        if not callable(self.progress):
+            _check_bool("progress", self.progress)
         object.__setattr__(self, "scene_cuts", _scene_cuts(self.scene_cuts))
         if self.overwrite and self.resume:
             raise InputError("overwrite (--overwrite) and resume (--resume) exclude each other: choose one")

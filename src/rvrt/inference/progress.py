@@ -15,7 +15,11 @@ from collections.abc import Callable, Iterator
 
 from torch import nn
 
-__all__ = ["Progress", "model_tracker"]
+__all__ = ["Progress", "ProgressCallback", "model_tracker"]
+
+#: ``callback(desc, done, total)``: ``done`` output frames (a float: it moves inside a window) of
+#: ``total`` (None when unknown) for the work named ``desc`` ("restore", "scene cuts", ...)
+ProgressCallback = Callable[[str, float, "int | None"], None]
 
 
 class Progress:
@@ -24,16 +28,23 @@ class Progress:
     Args:
         total: output frames expected, or None when unknown (the bar then counts up).
         desc: label before the bar.
-        enabled: show it.
+        enabled: show it; or a :data:`ProgressCallback` told instead of a bar (a program's own
+            display, e.g. the web page of ``rvrt ui``). An exception it raises stops the run there.
         initial: frames already done before this run (a resumed run).
     """
 
-    def __init__(self, total: int | None, desc: str, *, enabled: bool = True, initial: int = 0) -> None:
+    def __init__(
+        self, total: int | None, desc: str, *, enabled: bool | ProgressCallback = True, initial: int = 0
+    ) -> None:
         self.done = float(initial)
         self._pos = float(initial)
         self.total = total
+        self.desc = desc
         self._bar = None
-        if enabled:
+        self._callback = enabled if callable(enabled) else None
+        if self._callback is not None:
+            self._callback(desc, self._pos, total)
+        elif enabled:
             from tqdm import tqdm
 
             fmt = (
@@ -61,6 +72,8 @@ class Progress:
             if self._bar is not None:
                 self._bar.update(pos - self._pos)
             self._pos = pos
+            if self._callback is not None:
+                self._callback(self.desc, pos, self.total)
 
     def advance(self, frames: int = 1) -> None:
         """``frames`` more output frames are written."""

@@ -422,7 +422,7 @@ def _cuts_setting(setting, info: MediaInfo):
 
 def _find_cuts(options: JobOptions, input, info: MediaInfo, start: int, n_in: int | None) -> list[int]:
     """The scene cuts of the frames a run restores (input frame numbers)."""
-    bar = Progress(n_in, "scene cuts", enabled=options.progress and detects(options.scene_cuts, info.kind))
+    bar = Progress(n_in, "scene cuts", enabled=options.progress if detects(options.scene_cuts, info.kind) else False)
     try:
         cuts, how = find_cuts(options.scene_cuts, input, info=info, start=start, frames=n_in, progress=bar.at)
     finally:
