@@ -34,6 +34,7 @@ COMMANDS = {
     "weights": "rvrt.cli.weights",
     "train": "rvrt.cli.train",
     "demo": "rvrt.cli.demo",
+    "export": "rvrt.cli.export",
 }
 
 
