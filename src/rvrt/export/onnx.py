@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -127,15 +128,17 @@ def export_onnx(
     path = Path(path)
     buf = io.BytesIO()
     net = net.eval()
+    # PyTorch before 2.5 has only the TorchScript exporter and no `dynamo` argument
+    choose = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        # the TorchScript exporter: the dynamo exporter cannot trace the data-dependent checks
-        # (mirror-extended input) these models make; deprecation and tracer warnings are expected
+        # the TorchScript exporter: the torch.export-based one (PyTorch 2.13) captures RVRT but fails in
+        # its decomposition step (docs/ONNX.md); deprecation and tracer warnings are expected
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _Graph(net).eval(),
             (x,),
             buf,
-            dynamo=False,
+            **choose,
             opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
