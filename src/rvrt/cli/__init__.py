@@ -35,6 +35,7 @@ COMMANDS = {
     "train": "rvrt.cli.train",
     "demo": "rvrt.cli.demo",
     "compare": "rvrt.cli.compare",
+    "export": "rvrt.cli.export",
     "ui": "rvrt.cli.ui",
 }
 

@@ -34,7 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model",
         help="registered model name (see `rvrt weights list`) or a config file (.json/.toml of constructor arguments)",
     )
-    p.add_argument("--weights", help="weights file (.pth/.safetensors/.ckpt) or 'official' (download)")
+    p.add_argument(
+        "--weights",
+        help="weights file (.pth/.safetensors/.ckpt), 'official' (download), or a file from `rvrt export` (.onnx: "
+        "run by ONNX Runtime at the tile it was exported for)",
+    )
     add_compute_options(p)
     p.add_argument(
         "--tile",

@@ -38,6 +38,7 @@ from rvrt import zoo
 from rvrt.api import select_model
 from rvrt.compute import available_memory, dtype_name, peak_host_memory_mb, resolve_device, resolve_dtype
 from rvrt.errors import InputError
+from rvrt.export.onnx import is_onnx_file, load_onnx
 from rvrt.inference.options import JobOptions, flag
 from rvrt.inference.outputs import OutputSession, open_output, workdir_of
 from rvrt.inference.progress import Progress
@@ -133,7 +134,14 @@ def _rate_text(rate: Fraction | float) -> str:
 
 def select_models(options: JobOptions) -> Models:
     """The model of every stage (checked for the stage's kind)."""
-    return [select_model(s.model, s.weights, kind=s.kind) for s in options.stages]
+    models = []
+    for s in options.stages:
+        if is_onnx_file(s.weights):  # an exported graph, run by ONNX Runtime (rvrt.export.onnx)
+            net = load_onnx(s.weights, model=s.model, kind=s.kind)
+            models.append((net, net.rvrt_spec))
+        else:
+            models.append(select_model(s.model, s.weights, kind=s.kind))
+    return models
 
 
 def input_identity(info: MediaInfo) -> dict:

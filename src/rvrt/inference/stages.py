@@ -19,7 +19,7 @@ import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -305,6 +305,41 @@ def _check_sigma(spec: zoo.ModelSpec, o: StageOptions) -> float | None:
     return o.sigma / 255.0 if needs_sigma else None
 
 
+def _fixed_tile(
+    options: StageOptions,
+    net: nn.Module,
+    tile: tuple[int, int, int],
+    *,
+    height: int,
+    width: int,
+    total: int | None,
+    dtype: torch.dtype,
+    compile: bool | str,
+) -> StageOptions:
+    """The stage options with the tile of an ONNX graph (:class:`rvrt.export.onnx.OnnxNet`), or a one-line
+    error where the graph cannot run this input with these options."""
+    t, h, w = tile
+    name = net.path.name
+    given = options.tile
+    if given != "auto" and tuple(given) != tuple(tile):
+        raise InputError(
+            f"{name} was exported for tiles of {t} {h} {w} (T H W); {flag('tile', options.prefix)} "
+            f"{' '.join(map(str, given))} cannot run on it: drop --tile, or export again with --frames/--size"
+        )
+    if height < h or width < w or (total is not None and total < t):
+        have = f"{height}x{width}" + (f", {total} frames" if total is not None else "")
+        raise InputError(
+            f"{name} was exported for tiles of {t} frames of {h}x{w} pixels, larger than this input ({have}): "
+            f"export again with --frames/--size no larger than the input"
+        )
+    if dtype != torch.float32 or compile:
+        raise InputError(f"{name} runs in ONNX Runtime in float32: drop --dtype/--compile")
+    if options.tile_overlap is not None and any(o >= s for o, s in zip(options.tile_overlap, tile) if s):
+        raise InputError(f"{flag('tile_overlap', options.prefix)} must be smaller than the tile {t} {h} {w} of {name}")
+    log.info("%s: using the tile it was exported for, %d frames of %dx%d pixels", name, t, h, w)
+    return replace(options, tile=tile)
+
+
 def build_stage(
     options: StageOptions,
     net: nn.Module,
@@ -327,6 +362,10 @@ def build_stage(
         plan: tiles an interrupted run used (a resumed run keeps them).
         total: input frames, if known.
     """
+    fixed = getattr(net, "tile", None)  # an ONNX graph runs the one tile it was exported for
+    if fixed is not None:
+        options = _fixed_tile(options, net, fixed, height=height, width=width, total=total, dtype=dtype,
+                              compile=compile)  # fmt: skip
     common = dict(
         options=options, net=net, spec=spec, device=device, dtype=dtype, compile=compile, index=index, total=total
     )

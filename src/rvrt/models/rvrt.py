@@ -418,7 +418,10 @@ class RVRT(ClipRecurrentNet):
         cfg = self.config
         n, t, _, h, w = x.shape
         half = t // 2
-        mirror = not cfg.mindspore_compat and t % 2 == 0 and torch.equal(x[:, :half], x[:, half:].flip(1))
+        # a traced graph (ONNX export) cannot branch on values: it always computes the forward flows
+        # with SpyNet, which gives the reversed backward flows of a mirror-extended clip anyway
+        traced = torch.jit.is_tracing() or torch.compiler.is_exporting()
+        mirror = not (cfg.mindspore_compat or traced) and t % 2 == 0 and torch.equal(x[:, :half], x[:, half:].flip(1))
         if cfg.upscale == 4:
             lq_flow = x
         else:

@@ -1,0 +1,1 @@
+"""Exports of the models to other runtimes: ONNX (:mod:`rvrt.export.onnx`)."""
