@@ -161,6 +161,18 @@ def host_memory_mb() -> float:
 
 
 def peak_host_memory_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
+    """Peak resident memory of this process so far (MB).
+
+    On Linux the high-water mark of this process's own memory (``VmHWM``): ``ru_maxrss`` keeps the
+    peak of the process that started it across ``exec``, so a small run started from a large
+    process would report the large one's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if os.uname().sysname == "Darwin" else peak / 1024.0

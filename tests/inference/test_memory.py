@@ -134,3 +134,19 @@ def test_a_denoiser_and_vrt_are_planned_too():
     assert _plan("rvrt.denoise_davis", 8, 480, 854, total=100).predicted_bytes <= 8 * 2**30
     plan = _plan("vrt.sr_bi_reds_6f", 8, 180, 320, total=100)
     assert plan.predicted_bytes <= 8 * 2**30 and plan.tile[0] >= 6
+
+
+def test_a_child_process_reports_its_own_peak_not_its_parents():
+    """ru_maxrss keeps the starting process's peak across exec (Linux): a run started from a large
+    process (a pytest worker, a notebook) must still report and plan with its own peak (VmHWM)."""
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("VmHWM is Linux's; elsewhere ru_maxrss is the only measure")
+    ballast = bytearray(800 * 2**20)
+    ballast[::4096] = b"\1" * len(range(0, len(ballast), 4096))  # touch every page: 800 MB resident here
+    src = Path(rvrt.__file__).resolve().parents[1]
+    code = (
+        f"import sys; sys.path.insert(0, {str(src)!r}); from rvrt.compute import peak_host_memory_mb as p; print(p())"
+    )
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    del ballast
+    assert child < 400, child  # measured about 40 MB (VmHWM); ru_maxrss says about 1 GB here
