@@ -22,10 +22,29 @@ def clip(tmp_path_factory) -> Path:
     return make_video(tmp_path_factory.mktemp("sig") / "in.mp4", smooth_frames(N, 64, 48), audio=True)
 
 
-def _start(clip: Path, out: Path, weights: Path, *extra: str) -> subprocess.Popen:
+#: a sitecustomize that makes every PNG write take 0.2 s more: a run to be stopped then lasts seconds
+#: after its 4th frame however fast or loaded the machine is (without it, a loaded test process could
+#: wake up after the whole run had finished and the signal found nothing to stop)
+_SLOW_WRITES = """
+import time
+from rvrt.media import images
+_write_png = images.write_png
+def write_png(*args, **kwargs):
+    time.sleep(0.2)
+    return _write_png(*args, **kwargs)
+images.write_png = write_png
+"""
+
+
+def _start(clip: Path, out: Path, weights: Path, *extra: str, slow: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "rvrt", "restore", str(clip), "-o", str(out), "--weights", str(weights),
            "--tile", "2", "0", "0", "--tile-overlap", "0", "0", "0", "--device", "cpu", "-q", *extra]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    if slow:
+        hook = out.parent / "slow_hook"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(_SLOW_WRITES)
+        env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")])
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -47,7 +66,7 @@ def _leftovers(folder: Path) -> list[str]:
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stopped_run_says_how_to_resume_and_resumes_exactly(clip, tiny_sr_weights, tmp_path, sig, code):
     out = tmp_path / "out"
-    proc = _start(clip, out, tiny_sr_weights)
+    proc = _start(clip, out, tiny_sr_weights, slow=True)
     _wait_for_frames(out, 4, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
