@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rvrt.cli import main
-from rvrt.errors import InputError
+from rvrt.errors import InputError, OutputError
 from rvrt.media import open_reader, pipes, probe
 from rvrt.media.images import read_image
 from rvrt.media.pipes import PipeReader, PipeWriter, Y4MStream, parse_header, probe_pipe
@@ -169,6 +169,61 @@ def test_the_writer_matches_the_input_and_ffmpeg_reads_it_back(tmp_path, source,
         assert err.mean() < (0.012 if "420" in pix_fmt else 0.004), err.mean()
 
 
+class _Counting(io.BytesIO):
+    """A stream that counts the bytes taken from it."""
+
+    taken = 0
+
+    def read(self, n=-1):
+        data = super().read(n)
+        self.taken += len(data)
+        return data
+
+
+def test_frames_are_read_as_they_are_asked_for(tmp_path):
+    path = make_y4m(tmp_path / "in.y4m", "yuv420p", n=5)
+    src = _Counting(path.read_bytes())
+    stream = Y4MStream(src, "in")
+    reader = PipeReader(probe_pipe(stream), 0, stream)
+    frames = iter(reader)
+    next(frames)
+    frame = 6 + stream.header.frame_bytes
+    assert src.taken == len(path.read_bytes().split(b"\n", 1)[0]) + 1 + frame  # the header and one frame
+    next(frames)
+    assert src.taken < len(path.read_bytes()) - 2 * frame
+
+
+class _Closed(io.BytesIO):
+    def write(self, data):
+        if self.tell() > 100:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(data)
+
+
+def test_a_reader_that_goes_away_is_one_clear_error(tmp_path):
+    info = probe(make_y4m(tmp_path / "in.y4m", "yuv420p", n=1))
+    w = PipeWriter(info, W, H, stream=_Closed())
+    w.write(np.zeros((H, W, 3), np.uint8))
+    with pytest.raises(OutputError, match="stdout was closed by the program reading it, after 1 frames"):
+        w.write(np.zeros((H, W, 3), np.uint8))
+
+
+def test_nothing_else_reaches_stdout_while_the_writer_writes(tmp_path):
+    code = (
+        "import numpy as np, sys; from rvrt.media import probe; from rvrt.media.pipes import PipeWriter\n"
+        f"w = PipeWriter(probe({str(make_y4m(tmp_path / 'in.y4m', 'yuv420p', n=1))!r}), 4, 2)\n"
+        "print('a stray print'); sys.stdout.flush()\n"
+        "w.write(np.zeros((2, 4, 3), np.uint8)); w.close()\n"
+        "print('after close')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    header = b"YUV4MPEG2 W4 H2 F30000:1001 Ip A1:1 C420jpeg XYSCSS=420JPEG XCOLORRANGE=LIMITED\n"
+    assert r.stdout == header + b"FRAME\n" + bytes([16] * 8 + [128] * 4) + b"after close\n"
+    assert "a stray print" in r.stderr.decode()
+
+
 # ---- through real pipes ------------------------------------------------------------------------
 
 
@@ -178,14 +233,12 @@ def _rvrt(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedPr
                           timeout=120)  # fmt: skip
 
 
-def test_restore_from_stdin_to_a_video(tiny_sr_weights, tmp_path):
-    source = make_y4m(tmp_path / "in.y4m", "yuv420p")
+def test_restore_from_stdin_to_a_video(tiny_sr_weights, tmp_path, capsys, fake_stdin):
+    # in this process (stdin replaced); the runs below go through real pipes
+    fake_stdin(make_y4m(tmp_path / "in.y4m", "yuv420p").read_bytes())
     out = tmp_path / "out.mkv"
-    r = _rvrt(["restore", "-", "-o", str(out), "--weights", str(tiny_sr_weights), "--device", "cpu"],
-              source.read_bytes())  # fmt: skip
-    err = r.stderr.decode()
-    assert r.returncode == 0, err
-    assert r.stdout == b""
+    assert main(["restore", "-", "-o", str(out), "--weights", str(tiny_sr_weights), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
     assert "rvrt restore: 3 frames at 30000/1001 (= 29.970) fps" in err and f"-> {out}" in err
     assert "frames [" in err and "%|" not in err  # progress without a total: frames and rate, no ETA
     assert "scene cut" not in err  # no detection ahead of the run on stdin
@@ -236,6 +289,16 @@ def test_interpolate_from_stdin_to_stdout(tiny_vrt, tmp_path):
     stream, decoded = y4m_frames(r.stdout)
     assert len(decoded) == 6 and stream.average_rate == Fraction(60000, 1001)
     assert "rvrt interpolate: 6 frames at 60000/1001" in err
+
+
+def test_restore_from_stdin_into_frames(tiny_sr_weights, tmp_path, capsys, fake_stdin):
+    fake_stdin(make_y4m(tmp_path / "in.y4m", "yuv420p10le", n=2).read_bytes())
+    out = tmp_path / "frames"
+    assert main(["restore", "-", "-o", str(out), "--weights", str(tiny_sr_weights), "--device", "cpu"]) == 0
+    assert "rvrt restore: 2 frames" in capsys.readouterr().err
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["00000000.png", "00000001.png"]
+    assert read_image(out / names[0])[0].dtype == np.uint16  # 10-bit in, 16-bit PNG out
 
 
 # ---- refusals: one line, exit 2 ---------------------------------------------------------------

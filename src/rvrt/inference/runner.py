@@ -433,8 +433,9 @@ def run_job(
 
 def job_summary(job: PreparedJob, frames: int, t0: float, **kw) -> RunSummary:
     peak_dev = torch.cuda.max_memory_allocated(job.device) / 2**20 if job.device.type == "cuda" else None
+    output = "stdout" if job.kind == "pipe" else str(job.dest)
     return RunSummary(
-        job.input, "stdout" if job.kind == "pipe" else str(job.dest), job.model_name, frames=frames, seconds=time.perf_counter() - t0,
+        job.input, output, job.model_name, frames=frames, seconds=time.perf_counter() - t0,
         peak_host_mb=peak_host_memory_mb(), peak_device_mb=peak_dev, tiles=[s.plan.describe() for s in job.stages],
         notes=job.notes, cuts=job.cuts, **kw,
     )  # fmt: skip
@@ -598,6 +599,7 @@ def iter_job(
     """The stages of ``options`` over ``source``, yielding ``(index, frame)`` as each output frame is
     final: ``(3, H, W)`` float32 CPU tensors in [0, 1]. Nothing is written."""
     device, dtype = resolve_device(options.device), resolve_dtype(options.dtype)
+    _check_pipes(source, "frames", options)
     models = models if models is not None else select_models(options)
     frames, h, w, total = _open_source(source)
     if frames is None:
