@@ -278,6 +278,18 @@ def test_restore_to_stdout_equals_the_same_run_into_frames(tiny_sr_weights, tmp_
             assert np.abs(diff).max() < 4 and np.abs(diff).mean() < 1.2 and abs(diff.mean()) < 0.6, diff
 
 
+def test_a_reader_that_closes_stdout_early_stops_the_run_in_one_line(tiny_sr_weights, tmp_path):
+    source = make_y4m(tmp_path / "in.y4m", "yuv420p", n=2)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    args = ["restore", str(source), "-o", "-", "--weights", str(tiny_sr_weights), "--device", "cpu", "-q"]
+    p = subprocess.Popen([sys.executable, "-m", "rvrt", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout.read(10) == b"YUV4MPEG2 "  # the header comes before any frame is computed
+    p.stdout.close()  # as `| head -c 10` does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 2, err
+    assert err.strip() == "rvrt restore: error: stdout was closed by the program reading it, after 0 frames"
+
+
 def test_interpolate_from_stdin_to_stdout(tiny_vrt, tmp_path):
     cfg, weights = tiny_vrt["vfi"]
     source = make_y4m(tmp_path / "in.y4m", "yuv420p")

@@ -343,6 +343,7 @@ class PipeWriter(FrameWriter):
     def _put(self, data: bytes) -> None:
         try:
             self._out.write(data)
+            self._out.flush()  # each frame as soon as it is final (a player downstream shows it)
         except BrokenPipeError:
             self.abort()
             raise OutputError(f"stdout was closed by the program reading it, after {self.written} frames") from None
@@ -372,6 +373,8 @@ class PipeWriter(FrameWriter):
         self._release()
 
     def abort(self) -> None:
+        if self._finished:  # after a closed pipe, the runner aborts again
+            return
         try:
             self._out.flush()
         except OSError:
