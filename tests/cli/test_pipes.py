@@ -66,6 +66,7 @@ def test_header_as_ffmpeg_and_vspipe_write_it():
     assert parse_header(b"YUV4MPEG2 W4 H2 F25:1 XYSCSS=420MPEG2").pix_fmt == "yuv420p"  # no C: XYSCSS
     assert parse_header(b"YUV4MPEG2 W4 H2 F25:1 C420jpeg XCOLORRANGE=LIMITED").range == "tv"
     assert parse_header(b"YUV4MPEG2 W5 H3 Cmono").frame_bytes == 15
+    assert parse_header(b"YUV4MPEG2 W5 H3 Cmono16").pix_fmt == "gray16le"  # as ffmpeg writes deep gray
 
 
 @pytest.mark.parametrize(
@@ -109,7 +110,14 @@ def test_a_stream_is_read_once_and_a_torn_frame_is_damage():
 
 @pytest.mark.parametrize(
     "pix_fmt, color_range, depth",
-    [("yuv420p", None, 8), ("yuv420p10le", 2, 16), ("yuv444p", 1, 8), ("yuv444p10le", None, 16)],
+    [
+        ("yuv420p", None, 8),
+        ("yuv420p10le", 2, 16),
+        ("yuv444p", 1, 8),
+        ("yuv444p10le", None, 16),
+        ("gray", None, 8),
+        ("yuv422p12le", None, 16),
+    ],  # fmt: skip
 )
 def test_the_pipe_reads_what_the_video_reader_reads_from_the_same_file(tmp_path, pix_fmt, color_range, depth):
     path = make_y4m(tmp_path / "in.y4m", pix_fmt, color_range=color_range)

@@ -381,7 +381,8 @@ def claim_output(job: PreparedJob, *, skip_complete: bool = False) -> OutputSess
         if not (session.plan and "cuts" in session.plan):
             job.set_cuts(_find_cuts(o, job.input, job.info, job.start, job.totals[0]))
         for s in job.stages:
-            s.on_plan_change = lambda _s: session.runlog.append({"plan": job.plan()})
+            if job.kind != "pipe":  # stdout keeps no run log
+                s.on_plan_change = lambda _s: session.runlog.append({"plan": job.plan()})
         session.start({"fingerprint": job.fingerprint, "plan": job.plan(), "output_frames": job.n_out})
     except BaseException:
         session.release()

@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 STDIO = "-"
 MAGIC = b"YUV4MPEG2"
 _LINE_LIMIT = 4096  # a header or frame line longer than this is not y4m
-_CHROMA = re.compile(r"(?P<layout>420|422|444|mono)(?:jpeg|mpeg2|paldv)?(?:p(?P<bits>\d+))?$")
+_CHROMA = re.compile(r"(?P<layout>420|422|444|mono)(?:jpeg|mpeg2|paldv)?(?:p?(?P<bits>\d+))?$")  # mono16: no p
 _RANGES = {"FULL": "pc", "LIMITED": "tv"}
 
 
