@@ -354,3 +354,15 @@ def test_refusals(tiny_sr_weights, tmp_path, capsys, fake_stdin, args, stdin, me
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_an_interrupted_pipe_run_does_not_promise_a_resume(monkeypatch, capsys):
+    from rvrt.inference import runner
+
+    def interrupted(*args, **kwargs):
+        raise runner.Interrupted("out.mkv", 3, "SIGINT", resumable=False)
+
+    monkeypatch.setattr(runner, "run_job", interrupted)
+    assert main(["restore", "-", "-o", "out.mkv", "-q"]) == 130
+    err = capsys.readouterr().err
+    assert err == "rvrt restore: interrupted (SIGINT) after 3 frames of out.mkv (a pipe cannot be resumed)\n"
