@@ -127,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         name = getattr(err, "signal_name", "SIGINT")
         output = getattr(err, "output", None)
-        if output is not None:
+        if output is not None and not getattr(err, "resumable", True):
+            print(f"rvrt {args.command}: interrupted ({name}) after {err.done} frames of {output} (a pipe cannot be "
+                  "resumed)", file=sys.stderr)  # fmt: skip
+        elif output is not None:
             print(
                 f"rvrt {args.command}: interrupted ({name}) after {err.done} finished frames of {output}; "
                 "run the same command with --resume to continue",

@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         required=True,
-        help="video file (.mp4/.mkv/.mov/.webm/...) or a folder (PNG frames 00000000.png, ...; or batches)",
+        help="video file (.mp4/.mkv/.mov/.webm/...), a folder (PNG frames 00000000.png, ...; or batches), or - "
+        "(y4m on stdout)",
     )
     p.add_argument("-m", "--model", help="frame-interpolation model name or config file (default: vrt.vfi_vimeo)")
     p.add_argument("--weights", help="'official' (download the published weights) or a weights file; required")

@@ -13,7 +13,8 @@ import math
 from rvrt.errors import InputError
 
 INPUT_HELP = (
-    "video files, folders of frames, folders of videos, or quoted globs such as 'frames/*.png' or 'clips/*.mp4'"
+    "video files, folders of frames, folders of videos, quoted globs such as 'frames/*.png' or 'clips/*.mp4', "
+    "or - (a y4m stream on stdin, e.g. from vspipe -c y4m or ffmpeg -f yuv4mpegpipe)"
 )
 DTYPE_CHOICES = ("fp32", "fp16", "bf16")
 _DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
@@ -157,6 +158,15 @@ def run_jobs(args: argparse.Namespace, job, command: str) -> int:
     where = world()
     who = f" [rank {where.rank} of {where.size}]" if where is not None else ""
     inputs = list(args.input)
+    if "-" in inputs or args.output == "-":  # stdin / stdout: one y4m stream, one run
+        if len(inputs) > 1:
+            raise InputError("'-' (stdin or stdout) takes one input and one output; give several inputs as files")
+        if where is not None:
+            raise InputError("a pipe cannot be shared by torchrun's processes; run rvrt as one process")
+        summary = run_job(inputs[0], args.output, job)
+        if not args.quiet:
+            print(f"rvrt {command}: {summary.line()}", file=sys.stderr)
+        return 0
     expanded = expand_inputs(inputs) if len(inputs) == 1 else []
     if len(expanded) == 1 and expanded[0][1] is not None:
         raise InputError(expanded[0][1])

@@ -12,7 +12,9 @@ inputs) any input failed; 130 interrupted by Ctrl-C, 143 by SIGTERM (finished fr
 examples:
   rvrt restore in.mp4 -o out.mp4
   rvrt restore in.mp4 -o preview.mp4 --start 300 --frames 60          # two seconds first
-  rvrt restore clips/ 'more/*.mov' -o restored/ --name '{stem}_x4.{ext}'"""
+  rvrt restore clips/ 'more/*.mov' -o restored/ --name '{stem}_x4.{ext}'
+  vspipe script.vpy - -c y4m | rvrt restore - -o out.mkv               # y4m on stdin
+  rvrt restore in.mp4 -o - | ffmpeg -i - -c:v libx265 out.mkv           # y4m on stdout"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", nargs="+", help=INPUT_HELP)
     p.add_argument(
-        "-o", "--output", required=True, help="video file (.mp4/.mkv/.mov/.webm/...), or a folder for frames or batches"
+        "-o",
+        "--output",
+        required=True,
+        help="video file (.mp4/.mkv/.mov/.webm/...), a folder for frames or batches, or - (y4m on stdout)",
     )
     p.add_argument(
         "-m",

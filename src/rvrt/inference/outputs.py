@@ -185,7 +185,7 @@ class OutputSession:
 
     dest: Path
     kind: str
-    claim: OutputClaim
+    claim: OutputClaim | None  # None for stdout
     runlog: RunLog | None = None
     done: int = 0
     plan: dict | None = None
@@ -200,6 +200,8 @@ class OutputSession:
 
     def start(self, header: dict) -> None:
         """Write the log's header for a run that starts from scratch (kept as is when resuming)."""
+        if self.kind == "pipe":
+            return
         if self.runlog is None:
             path = log_path(self.dest, self.kind)
             try:
@@ -220,11 +222,12 @@ class OutputSession:
         """The output is complete: frames folders note it; a video's work folder goes."""
         if self.kind == "frames":
             self.runlog.append({"complete": True, "frames": frames})
-        else:
+        elif self.kind == "video":
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def release(self) -> None:
-        self.claim.release()
+        if self.claim is not None:
+            self.claim.release()
 
 
 def _nonhidden(folder: Path) -> list[Path]:
@@ -260,7 +263,7 @@ def open_output(
 
     Args:
         dest: the output (a folder for ``kind="frames"``, a file for ``"video"``).
-        kind: ``"frames"`` or ``"video"``.
+        kind: ``"frames"``, ``"video"`` or ``"pipe"`` (stdout: a session that records nothing).
         fingerprint: what determines the output's pixels (compared with an interrupted run's).
         overwrite: start again: remove what an earlier run of rvrt wrote there (and only that).
         resume: continue an interrupted run (or start, if there is none).
@@ -272,6 +275,8 @@ def open_output(
         OutputError: the output exists (or an interrupted run of it) and neither ``overwrite``
             nor ``resume`` says what to do; a resume that does not match; another run holds it.
     """
+    if kind == "pipe":  # stdout: nothing to claim, to log or to resume (written once, as it goes)
+        return OutputSession(dest, kind, None)
     claim = OutputClaim(dest).acquire()
     try:
         return _prepare(dest, kind, fingerprint, claim, overwrite, resume, expected_names, frame_format, skip_complete)

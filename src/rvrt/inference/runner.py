@@ -12,10 +12,12 @@ What a run does, in order:
 3. plan each stage's tiles from the memory model and the memory available;
 4. claim and prepare the output (:mod:`rvrt.inference.outputs`): refuse, overwrite or resume;
 5. stream: read from where the stages must restart, run the stages, write each final frame
-   (PNG frames or video segments), recording it in the run log;
+   (PNG frames, video segments, or a y4m stream on stdout), recording it in the run log;
 6. finish the output (join the segments with the audio and subtitles), release the claim.
 
-Memory is bounded by the tiles, not by the length of the video.
+Memory is bounded by the tiles, not by the length of the video. ``-`` as the input reads a y4m
+stream from stdin, as the output writes one to stdout (:mod:`rvrt.media.pipes`): the same run,
+with no frame count (the stages plan without one), no claim, no run log and no resume.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from rvrt.inference.progress import Progress
 from rvrt.inference.stages import Stage, build_stage
 from rvrt.inference.vfi import output_fps
 from rvrt.media import MediaInfo, check_length, open_reader, output_kind, probe
+from rvrt.media.pipes import STDIO, PipeWriter, is_pipe
 from rvrt.media.pixels import frame_to_tensor, tensor_to_frame
 from rvrt.media.scenes import detects, find_cuts, given_cuts
 from rvrt.media.segments import SegmentedVideoWriter
@@ -73,11 +76,12 @@ Models = list[tuple[nn.Module, zoo.ModelSpec]]
 class Interrupted(KeyboardInterrupt):
     """A run stopped by Ctrl-C or SIGTERM; what it finished stays and ``--resume`` continues it."""
 
-    def __init__(self, output: str, done: int, signal_name: str = "SIGINT") -> None:
+    def __init__(self, output: str, done: int, signal_name: str = "SIGINT", resumable: bool = True) -> None:
         super().__init__(output, done)
         self.output = output
         self.done = done
         self.signal_name = signal_name
+        self.resumable = resumable  # False for a run from stdin or to stdout
 
 
 @dataclass
@@ -147,6 +151,8 @@ def select_models(options: JobOptions) -> Models:
 def input_identity(info: MediaInfo) -> dict:
     """What identifies an input for a resume: its path, and the size and modification time of its
     file(s); a frames folder also by its frame names."""
+    if info.kind == "pipe":
+        return {"input": "stdin", "input_files": None}
     files = [Path(f) for f in info.files] if info.files else [Path(info.path)]
     stats = []
     for f in files:
@@ -287,11 +293,13 @@ def prepare_job(
     """Probe and count the input, check the range, plan the stages and work out the output's
     names and fingerprint (steps 1 to 3 of the module doc); nothing is claimed or written."""
     device, dtype = resolve_device(options.device), resolve_dtype(options.dtype)
-    dest = Path(output).expanduser()
-    kind = output_kind(dest)
+    kind = output_kind(output)
+    dest = Path(output) if kind == "pipe" else Path(output).expanduser()
+    _check_pipes(input, kind, options)
     models = models if models is not None else select_models(options)
     info = probe(input)
-    _refuse_own_input(dest, info)
+    if kind != "pipe":
+        _refuse_own_input(dest, info)
     if info.channels_note:
         log.warning("%s: %s", input, info.channels_note)
     count, notes = _count(info, options.allow_truncated)
@@ -318,7 +326,7 @@ def prepare_job(
         fps = output_fps(info.fps, options.fps)
     renamed = factor != 1 or info.names is None
     names = [f"{start + i:08d}" if factor == 1 else f"{i:08d}" for i in range(n_out or 0)] if renamed else None
-    like = replace(info, names=tuple(names) if names else info.names[start:])
+    like = replace(info, names=tuple(names) if names else info.names[start:] if info.names else None)
     expected = [f"{n}.png" for n in (like.names or ())][: n_out if n_out is not None else None]
 
     fingerprint = {
@@ -344,6 +352,27 @@ def prepare_job(
                        device, dtype, fingerprint, expected, notes)  # fmt: skip
 
 
+def _check_pipes(input, kind: str, options: JobOptions) -> None:
+    """What a run from stdin or to stdout cannot do (checked before stdin is read)."""
+    from_stdin = is_pipe(input)
+    if not (from_stdin or kind == "pipe"):
+        return
+    if options.resume:
+        raise InputError(
+            f"{flag('resume')} cannot continue a run that reads stdin or writes stdout: a pipe is read and written "
+            "once (leave it out; --overwrite replaces a file output)"
+        )
+    if from_stdin and options.scene_cuts == "auto":
+        raise InputError(
+            f"{flag('scene_cuts')} auto reads the input before the run, and stdin can be read once: give the cuts "
+            "as a file, or leave detection off (the default for stdin)"
+        )
+    if kind == "pipe":
+        given = [flag(n) for n in ("codec", "crf", "preset") if getattr(options, n) is not None]
+        if given:
+            log.warning("%s: y4m on stdout is not encoded; %s ignored", STDIO, ", ".join(given))
+
+
 def claim_output(job: PreparedJob, *, skip_complete: bool = False) -> OutputSession:
     """Claim the output and prepare it (refuse, overwrite or resume); a resumed run takes the tiles
     and cuts it started with; otherwise the cuts are found now. The run log's header is written."""
@@ -360,7 +389,8 @@ def claim_output(job: PreparedJob, *, skip_complete: bool = False) -> OutputSess
         if not (session.plan and "cuts" in session.plan):
             job.set_cuts(_find_cuts(o, job.input, job.info, job.start, job.totals[0]))
         for s in job.stages:
-            s.on_plan_change = lambda _s: session.runlog.append({"plan": job.plan()})
+            if job.kind != "pipe":  # stdout keeps no run log
+                s.on_plan_change = lambda _s: session.runlog.append({"plan": job.plan()})
         session.start({"fingerprint": job.fingerprint, "plan": job.plan(), "output_frames": job.n_out})
     except BaseException:
         session.release()
@@ -379,8 +409,8 @@ def run_job(
     """Run ``options`` on one input into one output (see the module doc).
 
     Args:
-        input: video file, folder of frames or glob.
-        output: video file or frames folder (:func:`rvrt.media.output_kind`).
+        input: video file, folder of frames, glob, or ``"-"`` (a y4m stream on stdin).
+        output: video file, frames folder or ``"-"`` (y4m on stdout) (:func:`rvrt.media.output_kind`).
         options: the job.
         models: the stages' models, already selected (a batch selects them once).
         skip_complete: report a complete output as ``status="skipped"`` instead of refusing it.
@@ -412,8 +442,9 @@ def run_job(
 
 def job_summary(job: PreparedJob, frames: int, t0: float, **kw) -> RunSummary:
     peak_dev = torch.cuda.max_memory_allocated(job.device) / 2**20 if job.device.type == "cuda" else None
+    output = "stdout" if job.kind == "pipe" else str(job.dest)
     return RunSummary(
-        job.input, str(job.dest), job.model_name, frames=frames, seconds=time.perf_counter() - t0,
+        job.input, output, job.model_name, frames=frames, seconds=time.perf_counter() - t0,
         peak_host_mb=peak_host_memory_mb(), peak_device_mb=peak_dev, tiles=[s.plan.describe() for s in job.stages],
         notes=job.notes, cuts=job.cuts, **kw,
     )  # fmt: skip
@@ -454,6 +485,8 @@ def open_part_writer(job: PreparedJob, first: int, *, resumed: bool, segments=No
     ``join=False``: a part of a sharded run, joined by rank 0)."""
     o, i = job.options, job.info
     w, h = i.width * job.scale, i.height * job.scale
+    if job.kind == "pipe":
+        return PipeWriter(job.like, w, h, fps=job.fps, bit_depth=job.bit_depth)
     if job.kind == "frames":
         return _FramesWriter(job.dest, job.like, w, h, job.bit_depth, overwrite=o.overwrite or resumed,
                              compress_level=3, first=first)  # fmt: skip
@@ -512,7 +545,8 @@ def stream_part(job: PreparedJob, writer, first: int, stop: int | None, *, recor
     except KeyboardInterrupt as err:
         writer.abort()
         bar.close()
-        raise Interrupted(str(job.dest), first + count, getattr(err, "signal_name", "SIGINT")) from err
+        resumable = job.kind != "pipe" and job.info.kind != "pipe"
+        raise Interrupted(str(job.dest), first + count, getattr(err, "signal_name", "SIGINT"), resumable) from err
     except BaseException:
         writer.abort()
         raise
@@ -574,6 +608,7 @@ def iter_job(
     """The stages of ``options`` over ``source``, yielding ``(index, frame)`` as each output frame is
     final: ``(3, H, W)`` float32 CPU tensors in [0, 1]. Nothing is written."""
     device, dtype = resolve_device(options.device), resolve_dtype(options.dtype)
+    _check_pipes(source, "frames", options)
     models = models if models is not None else select_models(options)
     frames, h, w, total = _open_source(source)
     if frames is None:

@@ -114,7 +114,7 @@ def rgb48_write_gain(pix_fmt: str) -> float:
 class MediaInfo:
     """What a source holds; from :func:`probe` (headers and at most one decoded frame)."""
 
-    kind: str  # "video" or "frames"
+    kind: str  # "video", "frames" or "pipe" (a y4m stream on stdin)
     width: int
     height: int
     fps: Fraction | None  # None for frame folders

@@ -174,13 +174,18 @@ def _probe_frames(files: list[Path], where: str) -> MediaInfo:
 
 
 def probe(source: str | os.PathLike) -> MediaInfo:
-    """Describe a video file, a folder of frames or a glob pattern without decoding all frames.
+    """Describe a video file, a folder of frames, a glob pattern, or ``-`` (a y4m stream on stdin,
+    :mod:`rvrt.media.pipes`) without decoding all frames.
 
     Raises:
         InputError: missing path, folder without frames, pattern matching nothing, unreadable or
             corrupt file, frames of different sizes, a file that is not a video.
     """
     text = os.fspath(source)
+    if text == "-":  # stdin: a y4m stream (rvrt.media.pipes)
+        from rvrt.media.pipes import probe_pipe
+
+        return probe_pipe()
     path = Path(text).expanduser()
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.is_file() and _is_image(p)), key=lambda p: natural_key(p.name))
@@ -400,6 +405,10 @@ def open_reader(
         logger.warning("%s: %s", info.path, info.channels_note)
     if info.rotation:
         logger.info("%s: rotated by %d degrees, as the video asks", info.path, info.rotation)
+    if info.kind == "pipe":
+        from rvrt.media.pipes import open_pipe_reader
+
+        return open_pipe_reader(info, start, on_damage)
     if info.kind != "video":
         return _FramesReader(info, start)
     reader = _VideoReader(info, start)

@@ -190,6 +190,27 @@ def _chroma_multiple(pix_fmt: str) -> tuple[int, int]:
     return 1024 // fmt.chroma_width(1024), 1024 // fmt.chroma_height(1024)
 
 
+def rgb_to_frame(data: np.ndarray, pix_fmt: str, color: dict[str, int], *, full_chroma_fmt: str | None = None
+                 ) -> av.VideoFrame:  # fmt: skip
+    """An ``(H, W, 3)`` uint8/uint16 RGB frame as a frame of ``pix_fmt`` (or of ``full_chroma_fmt``,
+    its 4:4:4 form, for a subsampling of our own), converted with the matrix and range of
+    ``color`` (FFmpeg enum values, :func:`_output_color`)."""
+    if data.dtype == np.uint16 and _format_bits(pix_fmt) <= 8:
+        data = _convert_depth(data, 8)  # rgb24 -> 8-bit YUV is exact; rgb48 is not (see rgb48_write_gain)
+    elif data.dtype == np.uint16 and rgb48_write_gain(pix_fmt) != 1.0:
+        data = (data / np.float32(rgb48_write_gain(pix_fmt)) + np.float32(0.5)).astype(np.uint16)
+    frame = av.VideoFrame.from_ndarray(data, format="rgb48le" if data.dtype == np.uint16 else "rgb24")
+    if frame.format.name == pix_fmt:
+        return frame
+    if av.VideoFormat(pix_fmt).is_rgb:
+        return frame.reformat(format=pix_fmt, interpolation=WRITE_SWS_FLAGS)
+    matrix = SWS_MATRIX.get(SPACE_NAMES.get(color.get("space", -1), ""))
+    return frame.reformat(
+        format=full_chroma_fmt or pix_fmt, dst_colorspace=matrix, dst_color_range=color.get("range"),
+        interpolation=WRITE_SWS_FLAGS,
+    )  # fmt: skip
+
+
 class _VideoWriter(FrameWriter):
     def __init__(self, dest: Path, like: MediaInfo, width: int, height: int, fps, codec, crf, preset,
                  pix_fmt, bit_depth: int, copy_streams: bool, overwrite: bool = False,
@@ -222,7 +243,6 @@ class _VideoWriter(FrameWriter):
                 dest.name, self.pix_fmt, mw, mh, width, height, width + self._pad[1], height + self._pad[0],
             )  # fmt: skip
         self._color = _output_color(like, self.pix_fmt)
-        self._rgb48_gain = rgb48_write_gain(self.pix_fmt)
         # decoders of these codecs report left (co-sited) chroma, whereas swscale subsamples to
         # centred chroma: without our own subsampling every saved video carries a quarter-pixel
         # chroma shift (a lossless x264 round trip errs by 1.6 levels on average instead of 0.6)
@@ -291,21 +311,7 @@ class _VideoWriter(FrameWriter):
             data = np.pad(data, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         if self.pix_fmt == "pal8":
             return _palette_frame(_convert_depth(data, 8))
-        if data.dtype == np.uint16 and _format_bits(self.pix_fmt) <= 8:
-            data = _convert_depth(data, 8)  # rgb24 -> 8-bit YUV is exact; rgb48 is not (see rgb48_write_gain)
-        elif data.dtype == np.uint16 and self._rgb48_gain != 1.0:
-            data = (data / np.float32(self._rgb48_gain) + np.float32(0.5)).astype(np.uint16)
-        frame = av.VideoFrame.from_ndarray(data, format="rgb48le" if data.dtype == np.uint16 else "rgb24")
-        if frame.format.name == self.pix_fmt:
-            return frame
-        if av.VideoFormat(self.pix_fmt).is_rgb:
-            return frame.reformat(format=self.pix_fmt, interpolation=WRITE_SWS_FLAGS)
-        matrix = SWS_MATRIX.get(SPACE_NAMES.get(self._color.get("space", -1), ""))
-        target = self._full_chroma_fmt or self.pix_fmt
-        frame = frame.reformat(
-            format=target, dst_colorspace=matrix, dst_color_range=self._color.get("range"),
-            interpolation=WRITE_SWS_FLAGS,
-        )  # fmt: skip
+        frame = rgb_to_frame(data, self.pix_fmt, self._color, full_chroma_fmt=self._full_chroma_fmt)
         if self._full_chroma_fmt:
             frame = _subsample_cosited(frame, self.pix_fmt)
         return frame
@@ -469,8 +475,10 @@ def _palette_frame(rgb: np.ndarray) -> av.VideoFrame:
 
 def _refuse_own_input(dest: Path, like: MediaInfo) -> None:
     """Writing over the input would destroy it before (or while) it is read."""
+    if os.fspath(dest) == "-":  # stdout
+        return
     target = dest.resolve()
-    sources = [Path(like.path).resolve()] if like.path else []
+    sources = [Path(like.path).resolve()] if like.path and like.kind != "pipe" else []
     sources += [Path(f).resolve() for f in (like.files or ())]
     if any(src == target or target in src.parents for src in sources):
         raise InputError(f"output {dest} is (or holds) the input {like.path}; choose another output")
@@ -478,12 +486,14 @@ def _refuse_own_input(dest: Path, like: MediaInfo) -> None:
 
 def output_kind(dest: str | os.PathLike) -> str:
     """``"video"`` for a known video extension, ``"frames"`` for a folder path (an existing folder,
-    a name without extension, or one ending in a path separator).
+    a name without extension, or one ending in a path separator), ``"pipe"`` for ``-`` (stdout).
 
     Raises:
         InputError: anything else (``out.xyz``, ``frame.png``): one would silently become a folder.
     """
     text = os.fspath(dest)
+    if text == "-":  # stdout: a y4m stream (rvrt.media.pipes)
+        return "pipe"
     path = Path(text).expanduser()
     ext = path.suffix.lower()
     if ext in MUXERS and not path.is_dir():
