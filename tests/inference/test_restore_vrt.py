@@ -199,7 +199,8 @@ def test_space_time_and_model_errors(tiny_vrt, lq, tmp_path):
         rvrt.restore(folder, tmp_path / "o", model=vfi, weights=vfi_w, device="cpu")
     with pytest.raises(InputError, match="interpolates frames"):
         rvrt.restore(folder, tmp_path / "o", model="vrt.vfi_vimeo", device="cpu")
-    with pytest.raises(InputError, match="needs the frame-interpolation weights: pass --vfi-weights official"):
+    needs = r"needs the frame-interpolation weights: pass vfi_weights=.official. \(--vfi-weights official"
+    with pytest.raises(InputError, match=needs):
         rvrt.restore(folder, tmp_path / "o", model=sr, weights=sr_w, interpolate=True, device="cpu")
     with pytest.raises(InputError, match="vfi_weights, vfi_tile only apply with interpolate"):
         list(rvrt.restore_iter(folder, model=sr, weights=sr_w, vfi_weights=vfi_w, vfi_tile=(8, 8)))

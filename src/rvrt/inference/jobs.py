@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from rvrt.errors import InputError
+from rvrt.inference.iterate import iter_job
 from rvrt.inference.options import JobOptions, StageOptions
-from rvrt.inference.runner import RunSummary, iter_job, run_job
+from rvrt.inference.runner import RunSummary, run_job
 
 __all__ = ["restore", "restore_iter", "interpolate", "interpolate_iter", "RunSummary", "restore_job", "interpolate_job"]
 

@@ -47,6 +47,7 @@ states, to catch truncated files before hours of work.
 
 from __future__ import annotations
 
+from rvrt.media import pipes  # noqa: E402,F401  (registers "-", stdin, with probe and open_reader)
 from rvrt.media.images import IMAGE_EXTENSIONS, natural_key
 from rvrt.media.info import DEFAULT_FPS, VIDEO_EXTENSIONS, Frame, FrameReader, FrameWriter, MediaInfo
 from rvrt.media.readers import VideoLength, check_length, open_reader, probe

@@ -40,6 +40,7 @@ import av
 import numpy as np
 
 from rvrt.errors import InputError, OutputError
+from rvrt.media import readers
 from rvrt.media.images import GRAY_NOTE
 from rvrt.media.info import COLOR_TABLES, DEFAULT_FPS, SWS_MATRIX, Frame, FrameWriter, MediaInfo, assumed_matrix
 from rvrt.media.readers import _VideoReader
@@ -391,3 +392,6 @@ class PipeWriter(FrameWriter):
             os.dup2(self._saved_fd, 1)
             os.close(self._saved_fd)
             self._saved_fd = None
+
+
+readers.STREAMS["-"] = (probe_pipe, open_pipe_reader)  # probe("-") and open_reader read stdin through this module

@@ -173,6 +173,11 @@ def _probe_frames(files: list[Path], where: str) -> MediaInfo:
     )
 
 
+#: inputs that are streams, not paths: name -> (probe, open reader). rvrt.media.pipes registers ``"-"``
+#: (stdin) when imported, as the rvrt.media package does, so this module imports no stream reader
+STREAMS: dict[str, tuple] = {}
+
+
 def probe(source: str | os.PathLike) -> MediaInfo:
     """Describe a video file, a folder of frames, a glob pattern, or ``-`` (a y4m stream on stdin,
     :mod:`rvrt.media.pipes`) without decoding all frames.
@@ -182,10 +187,8 @@ def probe(source: str | os.PathLike) -> MediaInfo:
             corrupt file, frames of different sizes, a file that is not a video.
     """
     text = os.fspath(source)
-    if text == "-":  # stdin: a y4m stream (rvrt.media.pipes)
-        from rvrt.media.pipes import probe_pipe
-
-        return probe_pipe()
+    if text in STREAMS:  # "-": stdin, a y4m stream (rvrt.media.pipes)
+        return STREAMS[text][0]()
     path = Path(text).expanduser()
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.is_file() and _is_image(p)), key=lambda p: natural_key(p.name))
@@ -406,9 +409,7 @@ def open_reader(
     if info.rotation:
         logger.info("%s: rotated by %d degrees, as the video asks", info.path, info.rotation)
     if info.kind == "pipe":
-        from rvrt.media.pipes import open_pipe_reader
-
-        return open_pipe_reader(info, start, on_damage)
+        return STREAMS["-"][1](info, start, on_damage)
     if info.kind != "video":
         return _FramesReader(info, start)
     reader = _VideoReader(info, start)
