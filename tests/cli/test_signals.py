@@ -45,7 +45,10 @@ def _start(clip: Path, out: Path, weights: Path, *extra: str, slow: bool = False
         hook.mkdir(exist_ok=True)
         (hook / "sitecustomize.py").write_text(_SLOW_WRITES)
         env["PYTHONPATH"] = os.pathsep.join([str(hook), env.get("PYTHONPATH", "")])
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C as a terminal delivers it: whatever this process inherited (a process that ignores SIGINT
+    # passes that on, and Python then installs no KeyboardInterrupt handler), the run gets the default
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
 def _wait_for_frames(out: Path, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
