@@ -24,7 +24,7 @@ from rvrt.checkpoint import (
 )
 from rvrt.errors import InputError, WeightsError
 from rvrt.files import loads_toml
-from rvrt.hub import cache_dir, download, pin_path, sha256_file
+from rvrt.hub import download, pin_path, sha256_file, weights_path
 
 __all__ = [
     "create_model",
@@ -112,14 +112,18 @@ def fetch_weights(model: str | zoo.ModelSpec, *, progress: bool = True) -> Path:
     if spec.weights is None:
         raise WeightsError(f"{spec.name} has no published weights")
     if spec.weights.bundled:
-        path = Path(str(importlib.resources.files("rvrt") / "weights" / spec.weights.bundled))
+        path = _bundled_path(spec)
         if not path.is_file():
             raise WeightsError(f"the weights of {spec.name} ({path}) are missing from this installation")
         if spec.weights.sha256 is not None and sha256_file(path) != spec.weights.sha256:
             raise WeightsError(f"{path} (the weights of {spec.name} shipped with rvrt) is damaged: reinstall rvrt")
         return path
-    dest = cache_dir() / "weights" / spec.weights.filename
+    dest = weights_path(spec.weights.filename)
     return download(spec.weights.url, dest, sha256=spec.weights.sha256, progress=progress)
+
+
+def _bundled_path(spec: zoo.ModelSpec) -> Path:
+    return Path(str(importlib.resources.files("rvrt") / "weights" / spec.weights.bundled))
 
 
 def _build(spec: zoo.ModelSpec, **model_kwargs: Any) -> nn.Module:
@@ -291,16 +295,11 @@ def verify_weights(target: str | os.PathLike) -> str:
     if spec is not None:
         if spec.weights is None:
             raise WeightsError(f"{spec.name} has no published weights")
-        if not spec.weights.bundled:
-            path = cache_dir() / "weights" / spec.weights.filename
-            if not path.is_file():
-                raise WeightsError(f"{spec.name} is not downloaded ({path}): `rvrt weights download {spec.name}`")
-        path = fetch_weights(spec, progress=False)  # checks the published or pinned digest; never downloads here
+        path = _bundled_path(spec) if spec.weights.bundled else weights_path(spec.weights.filename)
+        if not path.is_file() and not spec.weights.bundled:
+            raise WeightsError(f"{spec.name} is not downloaded ({path}): `rvrt weights download {spec.name}`")
+        create_model(spec, weights="official")  # what every use checks: the digest, then every key and shape
         how = "published sha256" if spec.weights.sha256 else "sha256 pinned at its first download"
-        try:
-            load_into(_build(spec), load_state_dict_file(path, arch=spec.arch), source=f"weights {path}")
-        except WeightsError as err:
-            raise WeightsError(_not_the_release(spec, path, err)) from err
         return f"{spec.name}: {path}: {how} and every key and shape of {spec.name} match"
     if not path.is_file():
         raise InputError(f"{text} is neither a weights file nor a registered model (see `rvrt weights list`)")

@@ -23,7 +23,7 @@ from pathlib import Path
 from rvrt.errors import DownloadError
 from rvrt.files import atomic_write, temp_path_for
 
-__all__ = ["cache_dir", "download", "pin_path", "sha256_file"]
+__all__ = ["cache_dir", "download", "pin_path", "sha256_file", "weights_path"]
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -35,6 +35,11 @@ def cache_dir() -> Path:
         return Path(os.environ["RVRT_HOME"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "rvrt"
+
+
+def weights_path(filename: str) -> Path:
+    """Where a downloaded weights file called ``filename`` lives in the cache."""
+    return cache_dir() / "weights" / filename
 
 
 def sha256_file(path: str | os.PathLike) -> str:

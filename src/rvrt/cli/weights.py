@@ -53,14 +53,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _weights_here(spec: zoo.ModelSpec) -> str:
     """Whether the weights file is on this machine, and how it is checked before use."""
-    from rvrt.hub import cache_dir, pin_path
+    from rvrt.hub import pin_path, weights_path
 
     w = spec.weights
     if w is None:
         return "-"
     if w.bundled:
         return "ships with rvrt"
-    path = cache_dir() / "weights" / w.filename
+    path = weights_path(w.filename)
     if not path.is_file():
         return "not downloaded"
     if w.sha256:

@@ -48,9 +48,9 @@ def build_model(model_cfg: dict[str, Any]) -> tuple[nn.Module, str, dict[str, An
 
 def _fetch(ref: str) -> Path:
     if ref.startswith(("https://", "http://")):
-        from rvrt.hub import cache_dir, download, sha256_file
+        from rvrt.hub import download, sha256_file, weights_path
 
-        path = download(ref, cache_dir() / "weights" / ref.rsplit("/", 1)[-1])
+        path = download(ref, weights_path(ref.rsplit("/", 1)[-1]))
         m = re.search(r"-([0-9a-f]{8,})\.[a-z]+$", path.name)  # BasicSR names carry a sha256 prefix
         if m and not sha256_file(path).startswith(m.group(1)):
             raise WeightsError(f"{path} does not match the sha256 prefix {m.group(1)} in its name")
