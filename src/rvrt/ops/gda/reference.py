@@ -109,10 +109,15 @@ def gda_reference(
     off = offset.reshape(bsz, clip_size, 2, half, taps, 2, h, w).to(acc)  # slot, keys|values, group, tap, dy|dx
     ys = torch.arange(h, device=q.device, dtype=acc).view(1, 1, h, 1)
     xs = torch.arange(w, device=q.device, dtype=acc).view(1, 1, 1, w)
-    frames = kv.reshape(n * clip_size, 2, half, cg, h, w).to(acc)  # sampled in `acc` (float32 at least)
     b = torch.arange(bsz, device=q.device)
-    # frame read by slot m of query b: kv[b // clip, (m + b) % clip]
-    slots = [frames[(b // clip_size) * clip_size + (m + b) % clip_size] for m in range(clip_size)]
+    frames = kv.reshape(n * clip_size, 2, half * cg * hw)  # keys | values of every frame
+    # the images slot m of query b reads, kv[b // clip, (m + b) % clip], keys (kind 0) and values
+    # (kind 1) apart: gathered once each as a contiguous (B * half, cg, H, W) block in `acc`
+    # (float32 at least), not re-sliced for every tap
+    images = []
+    for m in range(clip_size):
+        frame = (b // clip_size) * clip_size + (m + b) % clip_size
+        images.append([frames[frame, kind].to(acc).reshape(bsz * half, cg, h, w) for kind in (0, 1)])
     qs = (q.to(acc) * head_dim**-0.5).reshape(bsz, heads, head_dim, hw)
 
     def sample(m: int, kind: int, k: int) -> torch.Tensor:
@@ -120,8 +125,7 @@ def gda_reference(
         i, j = divmod(k, kw)
         y = ys + float(i - kh // 2) + off[:, m, kind, :, k, 0]
         x = xs + float(j - kw // 2) + off[:, m, kind, :, k, 1]
-        img = slots[m][:, kind].reshape(bsz * half, cg, h, w)
-        s = sample_zeros(img, y.reshape(bsz * half, h, w), x.reshape(bsz * half, h, w))
+        s = sample_zeros(images[m][kind], y.reshape(bsz * half, h, w), x.reshape(bsz * half, h, w))
         return s.reshape(bsz, heads, head_dim, hw)
 
     # Pass 1: logits of every (slot, tap) sample. Pass 2: the weighted sum of the values.
@@ -129,10 +133,11 @@ def gda_reference(
     logits = torch.stack(
         [(qs * sample(m, 0, k)).sum(2) for m in range(clip_size) for k in range(taps)], 2
     )  # (B, heads, clip * taps, HW), slot-major
-    attn = torch.softmax(logits, dim=2)
+    attn = torch.softmax(logits, dim=2).unsqueeze(3)  # (B, heads, clip * taps, 1, HW)
     out = None
     for m in range(clip_size):
         for k in range(taps):
-            term = sample(m, 1, k) * attn[:, :, m * taps + k].unsqueeze(2)
-            out = term if out is None else out + term
+            s, a = sample(m, 1, k), attn[:, :, m * taps + k]
+            # accumulated in place (one pass over the sum per tap, no temporary)
+            out = s * a if out is None else out.addcmul_(s, a)
     return out.reshape(bsz, c, h, w).to(q.dtype)
