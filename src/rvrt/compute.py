@@ -19,6 +19,7 @@ __all__ = [
     "available_memory",
     "dtype_name",
     "host_memory_mb",
+    "native_bf16",
     "peak_host_memory_mb",
     "resolve_device",
     "resolve_dtype",
@@ -97,6 +98,19 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if key not in DTYPES:
         raise InputError(f"unknown dtype {dtype!r}: use fp32, fp16 or bf16")
     return DTYPES[key]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions and matrix products in hardware, so that
+    bfloat16 autocast is faster than float32: a CPU with AMX or AVX512-BF16 (through oneDNN). False
+    elsewhere, other devices included (``dtype="auto"`` keeps float32 where that was not measured)."""
+    if torch.device(device).type != "cpu":
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(bool(getattr(torch.cpu, name)()) for name in probes if hasattr(torch.cpu, name))
+    except RuntimeError:
+        return False
 
 
 def dtype_name(dtype: torch.dtype) -> str:

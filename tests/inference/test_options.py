@@ -90,14 +90,14 @@ def test_interpolation_arguments():
 
 def test_defaults_are_auto_and_one_dtype_vocabulary():
     job = restore_job()
-    assert job.stages[0].tile == "auto" and job.memory_fraction == 0.5 and job.dtype == "fp32"
+    assert job.stages[0].tile == "auto" and job.memory_fraction == 0.5 and job.dtype == "auto"
     assert JobOptions(dtype="bfloat16").dtype == "bfloat16"  # accepted, resolved to bf16 by the run
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--dtype", "fp64"], "invalid choice: 'fp64' (choose from fp32, fp16, bf16)"),
+        (["--dtype", "fp64"], "invalid choice: 'fp64' (choose from auto, fp32, fp16, bf16)"),
         (["--fps", "inf"], "must be a finite number > 0"),
         (["--memory-fraction", "-1"], "must be a finite number > 0"),
         (["--segment-frames", "0"], r"segment_frames \(--segment-frames\) must be an integer >= 1"),

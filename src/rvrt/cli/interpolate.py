@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-m", "--model", help="frame-interpolation model name or config file (default: vrt.vfi_vimeo)")
     p.add_argument("--weights", help="'official' (download the published weights) or a weights file; required")
-    add_compute_options(p)
+    add_compute_options(p, auto_dtype=True)
     p.add_argument(
         "--tile",
         nargs="+",

@@ -21,10 +21,17 @@ _DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat1
 
 
 def dtype_arg(text: str) -> str:
-    """``--dtype`` values: fp32, fp16, bf16 (float32, float16, bfloat16 are accepted too)."""
+    """``--dtype`` values: auto, fp32, fp16, bf16 (float32, float16, bfloat16 are accepted too)."""
     v = _DTYPE_ALIASES.get(text.lower(), text.lower())
-    if v not in DTYPE_CHOICES:
-        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from fp32, fp16, bf16)")
+    if v not in DTYPE_CHOICES + ("auto",):
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, fp32, fp16, bf16)")
+    return v
+
+
+def _fixed_dtype(text: str) -> str:
+    v = dtype_arg(text)
+    if v == "auto":
+        raise argparse.ArgumentTypeError("invalid choice: 'auto' (choose from fp32, fp16, bf16)")
     return v
 
 
@@ -42,14 +49,26 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only: no progress bar, no summary")
 
 
-def add_compute_options(p: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--dtype``."""
+def add_compute_options(p: argparse.ArgumentParser, *, auto_dtype: bool = False) -> None:
+    """``--device`` and ``--dtype`` (``auto`` allowed, and the default, where ``auto_dtype``)."""
     p.add_argument(
         "--device",
         default="auto",
         help="auto (default: the first of cuda, xpu, mps found), cpu, cuda[:N], xpu[:N] or mps",
     )
-    p.add_argument("--dtype", default="fp32", type=dtype_arg, metavar="{fp32,fp16,bf16}", help="compute precision")
+    if auto_dtype:
+        p.add_argument(
+            "--dtype",
+            default="auto",
+            type=dtype_arg,
+            metavar="{auto,fp32,fp16,bf16}",
+            help="compute precision; auto (default): bf16 where the model's output was measured to change by at "
+            "most 2 levels and this CPU computes bfloat16 natively (AMX, AVX512-BF16), else fp32",
+        )
+    else:
+        p.add_argument(
+            "--dtype", default="fp32", type=_fixed_dtype, metavar="{fp32,fp16,bf16}", help="compute precision"
+        )
 
 
 def add_scene_cuts(p) -> None:

@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="weights file (.pth/.safetensors/.ckpt), 'official' (download), or a file from `rvrt export` (.onnx: "
         "run by ONNX Runtime at the tile it was exported for)",
     )
-    add_compute_options(p)
+    add_compute_options(p, auto_dtype=True)
     p.add_argument(
         "--tile",
         nargs="+",

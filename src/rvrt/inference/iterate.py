@@ -11,11 +11,20 @@ from collections.abc import Iterable, Iterator, Sized
 import numpy as np
 import torch
 
-from rvrt.compute import resolve_device, resolve_dtype
+from rvrt.compute import resolve_device
 from rvrt.errors import InputError
 from rvrt.inference.options import JobOptions, flag
 from rvrt.inference.progress import Progress
-from rvrt.inference.runner import Models, _build_stages, _chain, _check_pipes, _find_cuts, _set_cuts, select_models
+from rvrt.inference.runner import (
+    Models,
+    _build_stages,
+    _chain,
+    _check_pipes,
+    _find_cuts,
+    _set_cuts,
+    job_dtype,
+    select_models,
+)
 from rvrt.media import open_reader, probe
 from rvrt.media.pixels import frame_to_tensor
 from rvrt.media.scenes import given_cuts
@@ -55,9 +64,10 @@ def iter_job(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """The stages of ``options`` over ``source``, yielding ``(index, frame)`` as each output frame is
     final: ``(3, H, W)`` float32 CPU tensors in [0, 1]. Nothing is written."""
-    device, dtype = resolve_device(options.device), resolve_dtype(options.dtype)
+    device = resolve_device(options.device)
     _check_pipes(source, "frames", options)
     models = models if models is not None else select_models(options)
+    dtype = job_dtype(options, models, device)
     frames, h, w, total = _open_source(source)
     if frames is None:
         if any(s.kind == "interpolate" for s in options.stages):

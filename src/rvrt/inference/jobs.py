@@ -105,7 +105,9 @@ def restore(
             ``"default"`` (the default: the weights that go with the model, see
             :func:`rvrt.api.select_model`) or ``None`` (a randomly initialised model, as in
             :func:`rvrt.create_model`).
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``. dtype: ``fp32``, ``fp16`` or ``bf16``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``. dtype: ``auto`` (the default: bfloat16 autocast
+            where measured to be within 2 levels on a CPU that computes it natively, else float32),
+            ``fp32``, ``fp16`` or ``bf16``.
         tile: ``"auto"`` (default: the largest tile that fits ``memory_fraction`` of the free
             memory) or ``(frames, height, width)`` in input pixels (0 = whole). tile_overlap: the
             same three numbers (default: the model's).

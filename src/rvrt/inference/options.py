@@ -169,7 +169,10 @@ class JobOptions:
     Attributes:
         stages: the model stages, in order (at least one).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
-        dtype: ``fp32``, ``fp16`` or ``bf16`` (half precision runs under autocast).
+        dtype: ``auto`` (the default: ``bf16`` where it is measured to change the saved output by at
+            most 2 levels and the CPU computes it natively, else ``fp32``; see
+            :func:`rvrt.inference.runner.job_dtype`), ``fp32``, ``fp16`` or ``bf16`` (half precision
+            runs under autocast).
         compile: ``torch.compile`` the models (True, or a backend name).
         memory_fraction: share of the available memory (free RAM on the CPU, free device memory
             on CUDA) that ``tile="auto"`` plans to use.
@@ -191,7 +194,7 @@ class JobOptions:
 
     stages: tuple[StageOptions, ...] = (StageOptions(),)
     device: Any = "auto"
-    dtype: Any = "fp32"
+    dtype: Any = "auto"
     compile: bool | str = False
     memory_fraction: float = 0.5
     start: int = 0

@@ -37,7 +37,14 @@ from torch import nn
 import rvrt
 from rvrt import zoo
 from rvrt.api import select_model
-from rvrt.compute import available_memory, dtype_name, peak_host_memory_mb, resolve_device, resolve_dtype
+from rvrt.compute import (
+    available_memory,
+    dtype_name,
+    native_bf16,
+    peak_host_memory_mb,
+    resolve_device,
+    resolve_dtype,
+)
 from rvrt.errors import InputError
 from rvrt.export.onnx import is_onnx_file, load_onnx
 from rvrt.inference.options import JobOptions, flag
@@ -144,6 +151,21 @@ def select_models(options: JobOptions) -> Models:
         else:
             models.append(select_model(s.model, s.weights, kind=s.kind))
     return models
+
+
+def job_dtype(options: JobOptions, models: Models, device: torch.device) -> torch.dtype:
+    """The compute precision of a run: ``options.dtype``, where ``"auto"`` (the default) is bfloat16
+    autocast on a device that computes bfloat16 natively (:func:`rvrt.compute.native_bf16`: CPUs with
+    AMX or AVX512-BF16) when every stage runs a model with its own weights whose record says bfloat16
+    changes its saved output by at most 2 of 255 levels (``extras["auto_bf16"]``, measured on real
+    frames, docs/PERFORMANCE.md), and float32 otherwise."""
+    if options.dtype != "auto":
+        return resolve_dtype(options.dtype)
+    measured = all(
+        spec.extras.get("auto_bf16") and s.weights == zoo.DEFAULT_WEIGHTS and isinstance(net, nn.Module)
+        for s, (net, spec) in zip(options.stages, models)
+    )
+    return torch.bfloat16 if measured and native_bf16(device) else torch.float32
 
 
 def input_identity(info: MediaInfo) -> dict:
@@ -290,11 +312,12 @@ def prepare_job(
 ) -> PreparedJob:
     """Probe and count the input, check the range, plan the stages and work out the output's
     names and fingerprint (steps 1 to 3 of the module doc); nothing is claimed or written."""
-    device, dtype = resolve_device(options.device), resolve_dtype(options.dtype)
+    device = resolve_device(options.device)
     kind = output_kind(output)
     dest = Path(output) if kind == "pipe" else Path(output).expanduser()
     _check_pipes(input, kind, options)
     models = models if models is not None else select_models(options)
+    dtype = job_dtype(options, models, device)
     info = probe(input)
     if kind != "pipe":
         _refuse_own_input(dest, info)
@@ -508,7 +531,9 @@ def stream_part(job: PreparedJob, writer, first: int, stop: int | None, *, recor
     n_in, n_out = totals[0], totals[-1]
     firsts, skips = _resume_points(stages, first)
     for s in stages:
-        log.info("%s on %s %s: tile %s", s.name, job.device, dtype_name(s.dtype), s.plan.describe())
+        auto = " (auto: this CPU computes bfloat16 natively; --dtype fp32 for float32)" if (
+            o.dtype == "auto" and s.dtype == torch.bfloat16) else ""  # fmt: skip
+        log.info("%s on %s %s%s: tile %s", s.name, job.device, dtype_name(s.dtype), auto, s.plan.describe())
     if job.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(job.device)
     what = label or " + ".join(s.options.kind for s in stages)
