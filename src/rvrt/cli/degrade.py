@@ -75,7 +75,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _collect(spec: str) -> dict[str, list[Path]]:
     """{relative output folder: input frames}."""
     from rvrt.data.frames import find_sequences, is_image, natural_key
-
     from rvrt.media.info import VIDEO_EXTENSIONS
 
     path = Path(spec)

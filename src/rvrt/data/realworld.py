@@ -330,7 +330,7 @@ def jpeg(clip: np.ndarray, quality: int) -> np.ndarray:
     return np.stack(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def codec_available(name: str) -> bool:
     """Whether this PyAV/FFmpeg build has the encoder ``name``."""
     import av
