@@ -545,9 +545,9 @@ def _degraded(
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
     if not roots:
         raise InputError("'roots' lists no dataset folders or video files")
+    made = _degradations(degradation, int(opts.get("scale", 4)), real, train, blur_sigma)  # checked first
     sources = [discover_sequences(r, video_cache=video_cache) for r in roots]
     gt = sources[0] if len(sources) == 1 else MultiSource(sources)
-    made = _degradations(degradation, int(opts.get("scale", 4)), real, train, blur_sigma)
     return _finish(gt, train=train, seed=seed, **made, **opts)
 
 
