@@ -103,6 +103,8 @@ def test_gaussian_kernels_have_their_covariance():
     assert flat[10, 10] / flat[10, 11] < gauss[10, 10] / gauss[10, 11] < peaky[10, 10] / peaky[10, 11]
     plateau = blur_kernel(21, 2.0, 2.0, shape="plateau", beta=1.0)  # 1 / (1 + r^2 / sigma^2)
     assert plateau[10, 10] / plateau[10, 12] == pytest.approx(2.0)
+    plateau = blur_kernel(21, 2.0, 2.0, shape="plateau", beta=2.0)  # 1 / (1 + (r^2 / sigma^2)^2)
+    assert plateau[10, 10] / plateau[10, 14] == pytest.approx(17.0)
 
 
 def test_sinc_kernel_is_a_low_pass_at_its_cutoff():
