@@ -393,3 +393,13 @@ def test_real_frames_through_the_pipeline_lose_detail_but_keep_content():
     scores = [psnr(deg(clip, np.random.default_rng(s)).mul(255).round().byte().permute(0, 2, 3, 1).numpy(), clip)
               for s in range(3)]  # fmt: skip
     assert all(15 < s < 40 for s in scores), scores
+
+
+def test_validation_sets_degrade_whole_sequences_the_same_way_every_time():
+    cfg = {"type": "synthetic", "count": 2, "length": 4, "size": [48, 64], "degradation": "real", "scale": 4}
+    ds = build_dataset(cfg, train=False, seed=0)
+    a, b = ds[0], ds[1]
+    assert a["lq"].shape == (4, 3, 12, 16) and a["gt"].shape == (4, 3, 48, 64)
+    assert torch.equal(a["lq"], build_dataset(cfg, train=False, seed=0)[0]["lq"])  # the same at every validation
+    bicubic = F.interpolate(b["gt"], scale_factor=0.25, mode="bicubic", antialias=True)
+    assert (b["lq"] - bicubic).abs().mean() > 0.01
