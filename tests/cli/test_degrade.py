@@ -123,3 +123,67 @@ def test_a_failed_run_does_not_block_its_rerun(tmp_path, capsys):
     assert main(args) == 0  # the rerun replaces what the failed run wrote
     for i in range(3):
         assert np.array_equal(read_image(tmp_path / "lr" / "s" / f"f{i}.png"), imresize(frames[f"s/f{i}.png"], 0.5))
+
+
+def test_real_is_one_draw_per_sequence_reproducible_and_logged(tmp_path):
+    import json
+
+    from rvrt.data.realworld import RealDegradation
+
+    frames = _tree(tmp_path / "gt", seqs=("s1", "s2"), n=3, h=32, w=36)
+    (tmp_path / "ranges.toml").write_text("second_order_prob = 0.0\n[first]\nvideo_prob = 0.0\n")
+    args = [
+        "degrade",
+        str(tmp_path / "gt"),
+        "--kind",
+        "real",
+        "--scale",
+        "2",
+        "--config",
+        str(tmp_path / "ranges.toml"),
+    ]
+    assert main([*args, "-o", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main([*args, "-o", str(tmp_path / "b"), "--quiet"]) == 0
+    assert main([*args, "-o", str(tmp_path / "c"), "--seed", "1", "--quiet"]) == 0
+    # the second sequence is the library's pipeline on its whole clip, seeded by (seed, position)
+    deg = RealDegradation({"second_order_prob": 0.0, "first": {"video_prob": 0.0}}, scale=2)
+    clip = np.stack([frames[f"s2/f{i}.png"] for i in range(3)])
+    want = deg(clip, np.random.default_rng([0, 1])).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+    for i in range(3):
+        a = read_image(tmp_path / "a" / "s2" / f"f{i}.png")
+        assert a.shape == (16, 18, 3) and np.array_equal(a, want[i])
+        assert np.array_equal(a, read_image(tmp_path / "b" / "s2" / f"f{i}.png"))
+        assert not np.array_equal(a, read_image(tmp_path / "c" / "s2" / f"f{i}.png"))
+    log = [json.loads(line) for line in (tmp_path / "a" / ".rvrt-run.jsonl").read_text().splitlines()]
+    params = {r["sequence"]: r["params"] for r in log if "sequence" in r}
+    assert sorted(params) == ["s1", "s2"] and params["s2"] == deg.sample(np.random.default_rng([0, 1]))
+
+
+def test_real_on_a_video_file_writes_its_frames(tmp_path):
+    from media import make_video, smooth_frames
+
+    video = make_video(tmp_path / "clip.mp4", smooth_frames(5, 64, 48))
+    assert main(["degrade", str(video), "-o", str(tmp_path / "o"), "--kind", "real", "--scale", "4", "--quiet"]) == 0
+    names = sorted(p.name for p in (tmp_path / "o" / "clip").iterdir())
+    assert names == [f"{i:08d}.png" for i in range(5)]
+    assert read_image(tmp_path / "o" / "clip" / names[0]).shape == (12, 16, 3)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--kind", "real", "--sigma", "2"], "--sigma does not apply to --kind real"),
+        (["--kind", "bi", "--config", "r.toml"], "--config only applies to --kind real"),
+        (["--kind", "real", "--config", "missing.toml"], "--config file not found"),
+        (["--kind", "real", "--config", "{bad}"], "first.jpeg_quality must be [low, high]"),
+    ],
+)
+def test_bad_real_options_exit_2(tmp_path, capsys, extra, message):
+    _tree(tmp_path / "gt", seqs=("s",), n=1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[first]\njpeg_quality = [30, 120]\n")
+    extra = [str(bad) if e == "{bad}" else e for e in extra]
+    assert main(["degrade", str(tmp_path / "gt"), "-o", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # refused before anything is written

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rvrt.data.realworld import RealDegradation
 from rvrt.data.sources import FolderFrames, FrameSource, MultiSource, discover_sequences, open_source
 from rvrt.data.transforms import apply_augment, augment_flags, clip_to_tensor, crop, random_crop_box
 from rvrt.errors import InputError
@@ -89,7 +90,7 @@ def make_degradation(name: str, scale: int, *, blur_sigma: float = 1.6) -> Degra
         if name == "bi":
             return lambda img: _as_uint8(degradations.imresize(img, 1.0 / scale))
         return lambda img: _as_uint8(degradations.bd_degrade(img, scale=scale, sigma=blur_sigma))
-    raise InputError(f"unknown degradation {name!r}; use 'bi', 'bd' or 'area'")
+    raise InputError(f"unknown degradation {name!r}; use 'bi', 'bd', 'area' or (in a dataset table) 'real'")
 
 
 def _sample_rng(seed: int, key: Any) -> tuple[int, np.random.Generator]:
@@ -99,6 +100,16 @@ def _sample_rng(seed: int, key: Any) -> tuple[int, np.random.Generator]:
     else:
         index, epoch = int(key), 0
     return index, np.random.default_rng([seed % 2**32, epoch % 2**32, index])
+
+
+def _degrade_clip(
+    clip: np.ndarray, degrade: Degrade | None, real: RealDegradation | None, rng: np.random.Generator
+) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 GT -> LQ: frame by frame, or as a clip by the real-world pipeline
+    (its own stream, seeded from the sample's, so that its draws do not shift the others)."""
+    if real is not None:
+        return real.degrade_uint8(np.ascontiguousarray(clip), np.random.default_rng(int(rng.integers(2**63))))
+    return np.stack([degrade(np.ascontiguousarray(f)) for f in clip])
 
 
 def _check_pair(gt: np.ndarray, lq: np.ndarray, scale: int, where: str) -> None:
@@ -129,6 +140,8 @@ class VideoClipDataset(Dataset):
         lq: stored LQ frames, paired with ``gt`` by sequence and position.
         degrade: GT -> LQ function applied on the fly (to the crop plus ``margin`` LQ pixels on
             each side, so the LQ equals that of the whole degraded frame).
+        real: the real-world pipeline (:mod:`rvrt.data.realworld`), applied to the whole clip
+            (crop plus ``margin``) with parameters drawn once per sample.
         noise: ``(sigma_min, sigma_max)`` on the 0-255 scale: each clip gets Gaussian noise of
             one ``sigma ~ U[min, max]``, unclipped, and the sigma map as a fourth LQ channel.
         scale: GT / LQ size ratio (1 for deblurring and denoising).
@@ -150,6 +163,7 @@ class VideoClipDataset(Dataset):
         *,
         lq: FrameSource | None = None,
         degrade: Degrade | None = None,
+        real: RealDegradation | None = None,
         noise: tuple[float, float] | None = None,
         scale: int = 4,
         num_frames: int = 7,
@@ -163,8 +177,10 @@ class VideoClipDataset(Dataset):
         margin: int = 4,
         seed: int = 0,
     ) -> None:
-        if sum(x is not None for x in (lq, degrade, noise)) != 1:
+        if sum(x is not None for x in (lq, degrade, real, noise)) != 1:
             raise InputError("a training dataset needs exactly one of: LQ frames, a degradation, a noise range")
+        if real is not None and real.scale != scale:
+            raise InputError(f"the real-world degradation has scale {real.scale}, the dataset {scale}")
         if noise is not None and scale != 1:
             raise InputError(f"denoising data has scale 1; got scale={scale}")
         if gt_patch % scale:
@@ -175,7 +191,7 @@ class VideoClipDataset(Dataset):
             raise InputError(f"items must be 'frames' or 'sequences'; got {items!r}")
         if lq is not None:
             _pair_sources(gt, lq)
-        self.gt, self.lq, self.degrade, self.noise = gt, lq, degrade, noise
+        self.gt, self.lq, self.degrade, self.real, self.noise = gt, lq, degrade, real, noise
         self.scale, self.num_frames, self.gt_patch = scale, num_frames, gt_patch
         self.interval = tuple(int(i) for i in interval)
         self.hflip, self.rot, self.reverse, self.mirror = hflip, rot, reverse, mirror
@@ -216,7 +232,7 @@ class VideoClipDataset(Dataset):
             _check_pair(gt, lq, s, where)
             top, left = random_crop_box(lq.shape[1:3], lq_patch, rng, where)
             return crop(lq, top, left, lq_patch), crop(gt, top * s, left * s, self.gt_patch)
-        if self.degrade is None:  # denoising: LQ is made from the GT crop later
+        if self.degrade is None and self.real is None:  # denoising: LQ is made from the GT crop later
             top, left = random_crop_box(gt.shape[1:3], self.gt_patch, rng, where)
             return None, crop(gt, top, left, self.gt_patch)
         lh, lw = gt.shape[1] // s, gt.shape[2] // s
@@ -224,7 +240,7 @@ class VideoClipDataset(Dataset):
         y0, x0 = max(0, top - self.margin), max(0, left - self.margin)
         y1, x1 = min(lh, top + lq_patch + self.margin), min(lw, left + lq_patch + self.margin)
         region = gt[:, y0 * s : y1 * s, x0 * s : x1 * s]
-        lq = np.stack([self.degrade(np.ascontiguousarray(f)) for f in region])
+        lq = _degrade_clip(region, self.degrade, self.real, rng)
         if lq.shape[1:3] != (y1 - y0, x1 - x0):
             raise InputError(f"the degradation returned {lq.shape[1:3]} for a {region.shape[1:3]} input at scale {s}")
         return crop(lq, top - y0, left - x0, lq_patch), crop(gt, top * s, left * s, self.gt_patch)
@@ -266,17 +282,18 @@ class VideoEvalDataset(Dataset):
         *,
         lq: FrameSource | None = None,
         degrade: Degrade | None = None,
+        real: RealDegradation | None = None,
         sigma: float | None = None,
         scale: int = 4,
         frames: int = 0,
         crop: int = 0,
         seed: int = 0,
     ) -> None:
-        if sum(x is not None for x in (lq, degrade, sigma)) != 1:
+        if sum(x is not None for x in (lq, degrade, real, sigma)) != 1:
             raise InputError("a validation dataset needs exactly one of: LQ frames, a degradation, a noise level")
         if lq is not None:
             _pair_sources(gt, lq)
-        self.gt, self.lq, self.degrade, self.sigma = gt, lq, degrade, sigma
+        self.gt, self.lq, self.degrade, self.real, self.sigma = gt, lq, degrade, real, sigma
         self.scale, self.frames, self.crop, self.seed = scale, frames, crop, seed
         self.sequences = list(gt.frames)
 
@@ -293,9 +310,9 @@ class VideoEvalDataset(Dataset):
         if self.lq is not None:
             lq = np.stack(self.lq.read(seq, ids))
             _check_pair(gt, lq, s, f"sequence {seq} of {self.gt.root}")
-        elif self.degrade is not None:
+        elif self.degrade is not None or self.real is not None:
             gt = gt[:, : gt.shape[1] // s * s, : gt.shape[2] // s * s]
-            lq = np.stack([self.degrade(np.ascontiguousarray(f)) for f in gt])
+            lq = _degrade_clip(gt, self.degrade, self.real, rng)
         else:
             lq = None
         if self.crop > 0:
@@ -363,6 +380,7 @@ def _finish(
     seed: int,
     lq: FrameSource | None = None,
     degrade: Degrade | None = None,
+    real_degrade: RealDegradation | None = None,
     sigma_min: float = 0.0,
     sigma_max: float = 50.0,
     sigma: float | None = None,
@@ -385,6 +403,7 @@ def _finish(
             gt,
             lq=lq,
             degrade=degrade,
+            real=real_degrade,
             noise=(sigma_min, sigma_max) if noisy else None,
             scale=scale,
             num_frames=num_frames,
@@ -401,7 +420,15 @@ def _finish(
     if noisy and sigma is None:
         raise InputError("a denoising validation set needs a fixed 'sigma' (0-255)")
     return VideoEvalDataset(
-        gt, lq=lq, degrade=degrade, sigma=sigma if noisy else None, scale=scale, frames=frames, crop=crop, seed=seed
+        gt,
+        lq=lq,
+        degrade=degrade,
+        real=real_degrade,
+        sigma=sigma if noisy else None,
+        scale=scale,
+        frames=frames,
+        crop=crop,
+        seed=seed,
     )
 
 
@@ -487,18 +514,41 @@ def _noisy(*, gt_root: str, io: str = "folder", meta_file: str = "", train: bool
     return _finish(gt, train=train, seed=seed, noisy=True, **{"scale": 1, **opts})
 
 
+def _degradations(
+    degradation: str, scale: int, real: dict[str, Any] | None, train: bool, blur_sigma: float = 1.6
+) -> dict[str, Any]:
+    """``degrade=`` / ``real_degrade=`` for :func:`_finish`: ``"real"`` is the real-world pipeline
+    configured by the ``real`` table; the other names are per-frame degradations."""
+    if degradation == "real":
+        where = f"data.{'train' if train else 'val'}.real"
+        return {"real_degrade": RealDegradation(real, scale=scale, where=where)}
+    if real is not None:
+        raise InputError(f"a 'real' table needs degradation = \"real\"; got degradation = {degradation!r}")
+    return {"degrade": make_degradation(degradation, scale, blur_sigma=blur_sigma)}
+
+
 def _degraded(
-    *, roots: Sequence[str] | str, degradation: str = "bi", blur_sigma: float = 1.6, train: bool, seed: int, **opts: Any
+    *,
+    roots: Sequence[str] | str,
+    degradation: str = "bi",
+    blur_sigma: float = 1.6,
+    real: dict[str, Any] | None = None,
+    video_cache: bool = True,
+    train: bool,
+    seed: int,
+    **opts: Any,
 ) -> Dataset:
     """GT-only videos (files or frame folders, see :func:`rvrt.data.sources.discover_sequences`)
-    degraded on the fly."""
+    degraded on the fly: ``degradation`` ``"bi"``, ``"bd"``, ``"area"``, or ``"real"`` (the
+    real-world pipeline, ranges in the ``real`` table). Video files are decoded once into rvrt's
+    frame cache unless ``video_cache`` is false (see :class:`rvrt.data.sources.VideoFileFrames`)."""
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
     if not roots:
         raise InputError("'roots' lists no dataset folders or video files")
-    sources = [discover_sequences(r) for r in roots]
+    made = _degradations(degradation, int(opts.get("scale", 4)), real, train, blur_sigma)  # checked first
+    sources = [discover_sequences(r, video_cache=video_cache) for r in roots]
     gt = sources[0] if len(sources) == 1 else MultiSource(sources)
-    degrade = make_degradation(degradation, int(opts.get("scale", 4)), blur_sigma=blur_sigma)
-    return _finish(gt, degrade=degrade, train=train, seed=seed, **opts)
+    return _finish(gt, train=train, seed=seed, **made, **opts)
 
 
 def _synthetic(
@@ -508,6 +558,7 @@ def _synthetic(
     size: Sequence[int] = (128, 128),
     speed: int = 3,
     degradation: str = "area",
+    real: dict[str, Any] | None = None,
     sigma_min: float = 0.0,
     sigma_max: float = 50.0,
     sigma: float | None = None,
@@ -515,7 +566,7 @@ def _synthetic(
     seed: int,
     **opts: Any,
 ) -> Dataset:
-    """Procedural videos (no files): ``degradation`` ``"area"``/``"bi"``/``"bd"``, or ``"noise"``."""
+    """Procedural videos (no files): ``degradation`` ``"area"``/``"bi"``/``"bd"``/``"real"``, or ``"noise"``."""
     gt = SyntheticFrames(count=count, frames=length, size=size, speed=speed, seed=seed)
     if degradation == "noise":
         return _finish(
@@ -528,8 +579,8 @@ def _synthetic(
             sigma=sigma,
             **{"scale": 1, **opts},
         )
-    degrade = make_degradation(degradation, int(opts.get("scale", 4)))
-    return _finish(gt, degrade=degrade, train=train, seed=seed, **opts)
+    made = _degradations(degradation, int(opts.get("scale", 4)), real, train)
+    return _finish(gt, train=train, seed=seed, **made, **opts)
 
 
 #: dataset ``type`` -> builder(train=..., seed=..., **options)
@@ -555,7 +606,8 @@ def _accepted(builder: Callable) -> list[str]:
     shared = [
         p
         for p, v in inspect.signature(_finish).parameters.items()
-        if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in ("train", "seed", "lq", "degrade", "noisy")
+        if v.kind is inspect.Parameter.KEYWORD_ONLY
+        and p not in ("train", "seed", "lq", "degrade", "real_degrade", "noisy")
     ]
     return sorted(set(own + shared))
 

@@ -186,28 +186,78 @@ class LmdbFrames(FrameSource):
 
 
 class VideoFileFrames(FrameSource):
-    """Video files, one sequence each (read with :mod:`rvrt.media`). The frames of
-    each file are counted once by decoding it; a clip is decoded from the start of the file up to
-    its last frame, so long files are slow: extract frames to folders for large-scale training."""
+    """Video files, one sequence each (read with :mod:`rvrt.media`).
 
-    def __init__(self, files: Sequence[str | os.PathLike]) -> None:
-        from rvrt.media import open_reader
+    Each file is decoded once, when the source is built (its frames are counted then anyway), and
+    with ``cache`` (the default) its frames are kept as raw uint8 in rvrt's cache folder
+    (``<cache>/frames``, keyed by the file's path, size and modification time; about
+    ``H * W * 3`` bytes a frame): clips are then read from a memory map, shared by every DataLoader
+    worker through the page cache, instead of decoding the video from its start for every clip.
+    Without ``cache`` a clip is decoded from the start of the file up to its last frame.
+    """
 
+    def __init__(self, files: Sequence[str | os.PathLike], *, cache: bool = True) -> None:
         self.root = Path(os.path.commonpath([str(Path(f).parent) for f in files])) if files else Path(".")
         self.paths: dict[str, Path] = {}
+        self.cached: dict[str, tuple[Path, tuple[int, int, int, int]]] = {}
+        self._maps: dict[str, np.ndarray] = {}
         self.frames = {}
         for f in files:
             path = Path(f)
             if not path.is_file():
                 raise InputError(f"video file not found: {path}")
-            with open_reader(path) as reader:
-                n = sum(1 for _ in reader)
+            n = self._cache(path) if cache else self._count(path)
             if n == 0:
                 raise InputError(f"video {path} has no frames")
             self.paths[str(path)] = path
             self.frames[str(path)] = [f"{i:08d}" for i in range(n)]
 
+    @staticmethod
+    def _count(path: Path) -> int:
+        from rvrt.media import open_reader
+
+        with open_reader(path) as reader:
+            return sum(1 for _ in reader)
+
+    def _cache(self, path: Path) -> int:
+        """Decode ``path`` into the frame cache (unless there already); returns its frame count."""
+        import hashlib
+
+        from rvrt.hub import cache_dir
+        from rvrt.media import open_reader
+
+        st = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+        folder = cache_dir() / "frames"
+        found = sorted(folder.glob(f"{key}.*.u8"))
+        if not found:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{key}.{os.getpid()}.tmp"
+            n, hw = 0, (0, 0)
+            try:
+                with open_reader(path) as reader, open(tmp, "wb") as out:
+                    for frame in reader:
+                        data = _to_uint8(frame.data)
+                        hw = data.shape[:2]
+                        out.write(np.ascontiguousarray(data).tobytes())
+                        n += 1
+                target = folder / f"{key}.{n}x{hw[0]}x{hw[1]}.u8"
+                os.replace(tmp, target)  # atomic: a half-written cache is never found
+            finally:
+                tmp.unlink(missing_ok=True)
+            log.info("decoded %d frames of %s into the frame cache %s", n, path, target)
+            found = [target]
+        n, h, w = (int(v) for v in found[0].name.split(".")[1].split("x"))
+        self.cached[str(path)] = (found[0], (n, h, w, 3))
+        return n
+
     def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
+        if seq in self.cached:
+            if seq not in self._maps:  # opened in each process (workers), never pickled
+                file, shape = self.cached[seq]
+                self._maps[seq] = np.memmap(file, dtype=np.uint8, mode="r", shape=shape)
+            frames = self._maps[seq]
+            return [np.array(frames[i]) for i in ids]
         from rvrt.media import open_reader
 
         first, last = min(ids), max(ids)
@@ -222,6 +272,11 @@ class VideoFileFrames(FrameSource):
         if missing:
             raise InputError(f"video {seq} ended before frame {missing[0]}")
         return [got[i] for i in ids]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_maps"] = {}
+        return state
 
 
 class MultiSource(FrameSource):
@@ -245,8 +300,9 @@ class MultiSource(FrameSource):
         return src.read(name, ids)
 
 
-def discover_sequences(root: str | os.PathLike) -> FrameSource:
-    """A source for a GT-only root of any of these kinds:
+def discover_sequences(root: str | os.PathLike, *, video_cache: bool = True) -> FrameSource:
+    """A source for a GT-only root of any of these kinds (``video_cache``: see
+    :class:`VideoFileFrames`):
 
     * a video file (one sequence);
     * a folder of images (one sequence);
@@ -257,7 +313,7 @@ def discover_sequences(root: str | os.PathLike) -> FrameSource:
     if root.is_file():
         if root.suffix.lower() not in VIDEO_EXTENSIONS:
             raise InputError(f"{root} is not a video file ({', '.join(VIDEO_EXTENSIONS)})")
-        return VideoFileFrames([root])
+        return VideoFileFrames([root], cache=video_cache)
     if not root.is_dir():
         raise InputError(f"dataset path not found: {root}")
     entries = sorted(root.iterdir(), key=lambda p: natural_key(p.name))
@@ -270,7 +326,7 @@ def discover_sequences(root: str | os.PathLike) -> FrameSource:
     if folders:
         sources.append(FolderFrames(root, [p.name for p in folders if _images_in(p)] or None))
     if videos:
-        sources.append(VideoFileFrames(videos))
+        sources.append(VideoFileFrames(videos, cache=video_cache))
     if not sources:
         raise InputError(f"{root} holds no images, videos or sequence folders")
     return sources[0] if len(sources) == 1 else MultiSource(sources)

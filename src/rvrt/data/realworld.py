@@ -1,0 +1,644 @@
+"""Real-world degradations for video: the second-order scheme of Real-ESRGAN / RealBasicVSR.
+
+A ground-truth clip ``(T, H, W, 3)`` uint8 becomes a low-quality clip ``(T, 3, H/s, W/s)`` float32
+in [0, 1] (on 8-bit levels) by
+
+* stage ``first``: blur (isotropic/anisotropic Gaussian, generalised Gaussian, plateau, motion, or
+  a sinc low-pass) -> random resize (up/down/keep, area/bilinear/bicubic) -> Gaussian or Poisson
+  noise (colour or grey) -> JPEG (every frame) -> video compression (the whole clip as one stream
+  through PyAV: libx264/libx265/mpeg4/mpeg2video at a random CRF, quantiser or bitrate, with a
+  random GOP length and B-frames, so that I, P and B frames carry different artefacts);
+* stage ``second`` (with probability ``second_order_prob``): the same with milder ranges;
+* stage ``final``: [resize to ``H/s x W/s`` + optional sinc filter] and [compression], in a
+  random order.
+
+Every range and probability is data (:data:`DEFAULTS`, the ``[data.train.real]`` table of a
+recipe); the defaults follow the published Real-ESRGAN x4plus / RealBasicVSR settings (see
+docs/TRAINING.md). One set of parameters is drawn per clip (one camera, one encoder); only the
+noise draws and the codec's frame types differ between frames. Drawing (:meth:`RealDegradation.sample`)
+is separate from applying (:meth:`RealDegradation.apply`): the parameters are a plain dict, and
+``apply`` is a pure function of the clip and that dict (the noise has its own seed in it).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+import logging
+import math
+import time
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rvrt.errors import InputError
+
+__all__ = [
+    "DEFAULTS",
+    "KERNELS",
+    "CODEC_DECODERS",
+    "RealDegradation",
+    "check_config",
+    "blur_kernel",
+    "sinc_kernel",
+    "motion_kernel",
+    "jpeg",
+    "compress_video",
+    "codec_available",
+    "to_uint8",
+]
+
+log = logging.getLogger(__name__)
+
+#: blur kernel families (Real-ESRGAN's list, plus motion blur)
+KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso", "motion")
+#: encoder -> decoder; the order is also the fall-back order when an encoder is missing
+CODEC_DECODERS = {"libx264": "h264", "libx265": "hevc", "mpeg4": "mpeg4", "mpeg2video": "mpeg2video"}
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+#: frame rate given to the encoders (bitrate mode is in bits per pixel per frame, so it cancels)
+FPS = 25
+#: smallest frame side given to an encoder (smaller clips are padded)
+_MIN_SIZE = {"libx265": 64}
+
+_COMPRESSION = {
+    "jpeg_prob": 1.0,
+    "jpeg_quality": [30, 95],
+    "video_prob": 1.0,
+    "codecs": {"libx264": 0.4, "libx265": 0.2, "mpeg4": 0.2, "mpeg2video": 0.2},
+    "rate_control": {"crf": 0.5, "bitrate": 0.5},
+    "crf": [18, 35],  # libx264 / libx265 constant rate factor
+    "qscale": [2, 16],  # mpeg4 / mpeg2video fixed quantiser, their "CRF"
+    "bpp": [0.02, 0.3],  # bitrate mode: bits per pixel per frame
+    "gop": [3, 16],
+    "bframes": [0, 2],
+}
+_STAGE = {
+    "blur_prob": 1.0,
+    "kernel_size": [7, 21],
+    "kernels": {
+        "iso": 0.45,
+        "aniso": 0.25,
+        "generalized_iso": 0.12,
+        "generalized_aniso": 0.03,
+        "plateau_iso": 0.12,
+        "plateau_aniso": 0.03,
+        "motion": 0.0,
+    },
+    "sinc_prob": 0.1,
+    "sigma": [0.2, 3.0],
+    "beta_gaussian": [0.5, 4.0],
+    "beta_plateau": [1.0, 2.0],
+    "motion_length": [3.0, 11.0],
+    "resize": {"up": 0.2, "down": 0.7, "keep": 0.1},
+    "resize_range": [0.15, 1.5],
+    "resize_modes": {"area": 1.0, "bilinear": 1.0, "bicubic": 1.0},
+    "noise": {"gaussian": 0.5, "poisson": 0.5, "none": 0.0},
+    "gaussian_sigma": [1.0, 30.0],
+    "poisson_scale": [0.05, 3.0],
+    "gray_noise_prob": 0.4,
+    **_COMPRESSION,
+}
+
+#: the ``[data.train.real]`` table with every key (Real-ESRGAN x4plus / RealBasicVSR numbers;
+#: RealBasicVSR's placement of the compressions: JPEG + video in the first stage, JPEG in the
+#: second, video in the final one)
+DEFAULTS: dict[str, Any] = {
+    "second_order_prob": 1.0,
+    "first": {**_STAGE, "video_prob": 1.0},
+    "second": {
+        **_STAGE,
+        "blur_prob": 0.8,
+        "sigma": [0.2, 1.5],
+        "resize": {"up": 0.3, "down": 0.4, "keep": 0.3},
+        "resize_range": [0.3, 1.2],
+        "gaussian_sigma": [1.0, 25.0],
+        "poisson_scale": [0.05, 2.5],
+        "video_prob": 0.0,
+    },
+    "final": {
+        "resize_modes": {"area": 1.0, "bilinear": 1.0, "bicubic": 1.0},
+        "sinc_prob": 0.8,
+        "kernel_size": [7, 21],
+        "resize_first_prob": 0.5,
+        **_COMPRESSION,
+        "jpeg_prob": 0.0,
+    },
+}
+
+# key -> (lowest, highest, integer) for ranges [lo, hi] and probabilities (a single number)
+_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "kernel_size": (3, 41, True),
+    "sigma": (0.01, 20.0, False),
+    "beta_gaussian": (0.05, 10.0, False),
+    "beta_plateau": (0.05, 10.0, False),
+    "motion_length": (1.0, 40.0, False),
+    "resize_range": (0.05, 4.0, False),
+    "gaussian_sigma": (0.0, 255.0, False),
+    "poisson_scale": (0.0, 20.0, False),
+    "jpeg_quality": (1, 100, True),
+    "crf": (0, 51, True),
+    "qscale": (1, 31, True),
+    "bpp": (0.001, 24.0, False),
+    "gop": (1, 250, True),
+    "bframes": (0, 4, True),
+}
+_CHOICES = {
+    "kernels": KERNELS,
+    "resize": ("up", "down", "keep"),
+    "resize_modes": RESIZE_MODES,
+    "noise": ("gaussian", "poisson", "none"),
+    "codecs": tuple(CODEC_DECODERS),
+    "rate_control": ("crf", "bitrate"),
+}
+
+
+# --------------------------------------------------------------------------- configuration
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _check_table(table: Mapping[str, Any], default: Mapping[str, Any], where: str) -> dict[str, Any]:
+    if not isinstance(table, Mapping):
+        raise InputError(f"{where} must be a table; got {table!r}")
+    unknown = sorted(set(table) - set(default))
+    if unknown:
+        raise InputError(f"{where} has no key(s) {unknown}; known: {sorted(default)}")
+    out = copy.deepcopy(dict(default))
+    for key, value in table.items():
+        name = _join(where, key)
+        if key in _CHOICES:  # a weight table: every known choice may be given a weight >= 0
+            if not isinstance(value, Mapping):
+                raise InputError(f"{name} must be a table of weights, e.g. {default[key]}")
+            bad = sorted(set(value) - set(_CHOICES[key]))
+            if bad:
+                raise InputError(f"{name} has no choice(s) {bad}; known: {list(_CHOICES[key])}")
+            if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in value.values()):
+                raise InputError(f"{name}: weights must be numbers >= 0; got {dict(value)}")
+            weights = {k: float(value.get(k, 0.0)) for k in _CHOICES[key]}
+            if sum(weights.values()) <= 0:
+                raise InputError(f"{name}: the weights sum to 0")
+            out[key] = weights
+        elif key in _BOUNDS:
+            lo, hi, integer = _BOUNDS[key]
+            ok = (
+                isinstance(value, (list, tuple))
+                and len(value) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+                and (not integer or all(float(v).is_integer() for v in value))
+            )
+            if not ok or not (lo <= value[0] <= value[1] <= hi):
+                kind = "integers" if integer else "numbers"
+                raise InputError(f"{name} must be [low, high], {kind} with {lo} <= low <= high <= {hi}; got {value!r}")
+            if key == "kernel_size" and (value[0] % 2 == 0 or value[1] % 2 == 0):
+                raise InputError(f"{name} must be odd sizes; got {value!r}")
+            out[key] = [int(v) for v in value] if integer else [float(v) for v in value]
+        else:  # a probability
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise InputError(f"{name} must be a probability in [0, 1]; got {value!r}")
+            out[key] = float(value)
+    return out
+
+
+def check_config(table: Mapping[str, Any] | None, where: str = "data.train.real") -> dict[str, Any]:
+    """:data:`DEFAULTS` with ``table`` merged in, checked.
+
+    Raises:
+        InputError: an unknown key, a bad range or probability (one line naming the key).
+    """
+    table = {} if table is None else table
+    if not isinstance(table, Mapping):
+        raise InputError(f"{where or 'the real-world table'} must be a table; got {table!r}")
+    unknown = sorted(set(table) - set(DEFAULTS))
+    if unknown:
+        raise InputError(f"{where or 'the real-world table'} has no key(s) {unknown}; known: {sorted(DEFAULTS)}")
+    out = copy.deepcopy(DEFAULTS)
+    for stage in ("first", "second", "final"):
+        out[stage] = _check_table(table.get(stage, {}), DEFAULTS[stage], _join(where, stage))
+    p = table.get("second_order_prob", DEFAULTS["second_order_prob"])
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise InputError(f"{_join(where, 'second_order_prob')} must be a probability in [0, 1]; got {p!r}")
+    out["second_order_prob"] = float(p)
+    return out
+
+
+# --------------------------------------------------------------------------- kernels
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    r = np.arange(size, dtype=np.float64) - size // 2
+    return np.meshgrid(r, r, indexing="xy")
+
+
+def blur_kernel(
+    size: int, sigma_x: float, sigma_y: float, theta: float = 0.0, *, shape: str = "gaussian", beta: float = 1.0
+) -> np.ndarray:
+    """A ``size x size`` (odd) kernel summing to 1, of covariance ``R(theta) diag(sx^2, sy^2) R^T``.
+
+    ``shape``: ``"gaussian"`` ``exp(-q / 2)``, ``"generalized"`` ``exp(-q^beta / 2)`` (beta < 1
+    heavier tails, > 1 flatter top), ``"plateau"`` ``1 / (1 + q^beta)``, where ``q = x^T S^-1 x``.
+    """
+    xx, yy = _grid(size)
+    c, s = math.cos(theta), math.sin(theta)
+    u, v = c * xx + s * yy, -s * xx + c * yy  # coordinates along the rotated axes
+    q = (u / sigma_x) ** 2 + (v / sigma_y) ** 2
+    if shape == "gaussian":
+        k = np.exp(-0.5 * q)
+    elif shape == "generalized":
+        k = np.exp(-0.5 * q**beta)
+    elif shape == "plateau":
+        k = 1.0 / (1.0 + q**beta)
+    else:
+        raise InputError(f"unknown kernel shape {shape!r}")
+    return k / k.sum()
+
+
+def sinc_kernel(size: int, omega: float) -> np.ndarray:
+    """Circular low-pass (2-D sinc, cutoff ``omega`` rad/pixel): ringing and overshoot artefacts."""
+    xx, yy = _grid(size)
+    r = torch.from_numpy(np.hypot(xx, yy))
+    safe = torch.where(r > 0, r, torch.ones_like(r))
+    k = omega * torch.special.bessel_j1(omega * safe) / (2 * math.pi * safe)
+    k = torch.where(r > 0, k, torch.full_like(k, omega**2 / (4 * math.pi))).numpy()
+    return k / k.sum()
+
+
+def motion_kernel(size: int, length: float, theta: float) -> np.ndarray:
+    """A straight motion path of ``length`` pixels at angle ``theta``, splatted bilinearly."""
+    k = np.zeros((size, size), np.float64)
+    length = min(length, size - 1)
+    n = max(2, int(math.ceil(length * 4)))
+    t = np.linspace(-length / 2, length / 2, n)
+    x, y = t * math.cos(theta) + size // 2, t * math.sin(theta) + size // 2
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = x - x0, y - y0
+    for dy, dx, w in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        np.add.at(k, (np.clip(y0 + dy, 0, size - 1), np.clip(x0 + dx, 0, size - 1)), w)
+    return k / k.sum()
+
+
+def _kernel(p: Mapping[str, Any]) -> np.ndarray:
+    kind, size = p["kind"], p["size"]
+    if kind == "sinc":
+        return sinc_kernel(size, p["omega"])
+    if kind == "motion":
+        return motion_kernel(size, p["length"], p["theta"])
+    shape = next((f for f in ("generalized", "plateau") if kind.startswith(f)), "gaussian")
+    return blur_kernel(size, p["sigma_x"], p["sigma_y"], p["theta"], shape=shape, beta=p.get("beta", 1.0))
+
+
+def _filter(x: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+    """``(T, C, H, W)`` convolved with one 2-D kernel (true convolution), reflected borders.
+
+    Computed as a product of FFTs: for the 7-21 tap kernels here that is several times faster on
+    the CPU than ``conv2d``, and equal to it within float32 rounding."""
+    pad = kernel.shape[0] // 2
+    t, c, h, w = x.shape
+    mode = "reflect" if pad < min(h, w) else "replicate"
+    y = F.pad(x.reshape(t * c, 1, h, w), (pad, pad, pad, pad), mode=mode)[:, 0]
+    size = y.shape[-2:]
+    k = torch.from_numpy(np.ascontiguousarray(kernel)).to(torch.float32)
+    spectrum = torch.fft.rfft2(y.float(), s=size) * torch.fft.rfft2(k, s=size)
+    # circular convolution: output (i, j) holds the kernel centred at (i - pad, j - pad)
+    out = torch.fft.irfft2(spectrum, s=size)[:, 2 * pad : 2 * pad + h, 2 * pad : 2 * pad + w]
+    return out.reshape(t, c, h, w).to(x.dtype)
+
+
+# --------------------------------------------------------------------------- compression
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``(T, 3, H, W)`` float -> ``(T, H, W, 3)`` uint8 (clamped, rounded)."""
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _to_float(clip: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float().div_(255)
+
+
+def jpeg(clip: np.ndarray, quality: int) -> np.ndarray:
+    """Every frame of a ``(T, H, W, 3)`` uint8 clip through Pillow's JPEG encoder and back."""
+    from PIL import Image
+
+    out = []
+    for frame in clip:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="JPEG", quality=int(quality))
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return np.stack(out)
+
+
+@functools.cache
+def codec_available(name: str) -> bool:
+    """Whether this PyAV/FFmpeg build has the encoder ``name``."""
+    import av
+
+    try:
+        av.codec.Codec(name, "w")
+    except Exception:  # noqa: BLE001 - PyAV raises UnknownCodecError or ValueError depending on version
+        return False
+    return True
+
+
+def _usable_codec(name: str) -> str:
+    if codec_available(name):
+        return name
+    for other in CODEC_DECODERS:
+        if codec_available(other):
+            log.warning("encoder %s is not in this PyAV/FFmpeg build; using %s", name, other)
+            return other
+    raise InputError("this PyAV/FFmpeg build has none of the encoders " + ", ".join(CODEC_DECODERS))
+
+
+def _encoder(codec: str, width: int, height: int, p: Mapping[str, Any]):
+    """An encoder context set up as ``p`` says (see :func:`compress_video`)."""
+    import av
+
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = Fraction(1, FPS)
+    ctx.framerate = Fraction(FPS, 1)
+    ctx.gop_size = int(p["gop"])
+    ctx.max_b_frames = int(p["bframes"])
+    ctx.thread_count = 1  # one thread: deterministic, and DataLoader workers are processes already
+    options: dict[str, str] = {}
+    if p["rate_control"] == "bitrate":
+        ctx.bit_rate = max(1000, int(p["bpp"] * width * height * FPS))
+    if codec == "libx264":
+        options.update(preset="veryfast")
+        if p["rate_control"] == "crf":
+            options["crf"] = str(p["crf"])
+    elif codec == "libx265":
+        params = f"log-level=error:keyint={p['gop']}:bframes={p['bframes']}:pools=none:frame-threads=1"
+        options.update(preset="ultrafast", **{"x265-params": params})
+        if p["rate_control"] == "crf":
+            options["crf"] = str(p["crf"])
+    elif p["rate_control"] == "crf":  # mpeg4 / mpeg2video: a fixed quantiser
+        options.update(qmin=str(p["qscale"]), qmax=str(p["qscale"]))
+        ctx.bit_rate = max(1000, int(24 * width * height * FPS))  # not the limit: the quantiser is
+    ctx.options = options
+    return ctx
+
+
+def compress_video(clip: np.ndarray, p: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """Encode a ``(T, H, W, 3)`` uint8 clip as one stream and decode it back, in memory.
+
+    ``p``: ``codec`` (a key of :data:`CODEC_DECODERS`), ``rate_control`` (``"crf"`` or
+    ``"bitrate"``), ``crf`` (libx264/libx265), ``qscale`` (mpeg4/mpeg2video), ``bpp`` (bits per
+    pixel per frame), ``gop`` (frames between I frames), ``bframes`` (B frames at most in a row).
+    Frames are padded by edge replication to whole 16x16 macroblocks (x264 otherwise reads
+    padding it leaves uninitialised, in bitrate mode: the same input gave different outputs) of
+    at least 64 pixels for libx265 (whose build here corrupts memory on smaller frames), and the
+    output is cropped back.
+
+    Returns:
+        the decoded clip, and each decoded frame's picture type (``"I"``, ``"P"``, ``"B"``), in
+        display order.
+    """
+    import av
+
+    t, h, w, _ = clip.shape
+    least = _MIN_SIZE.get(p["codec"], 16)
+    ph, pw = max(least, -(-h // 16) * 16), max(least, -(-w // 16) * 16)
+    if (ph, pw) != (h, w):
+        clip = np.pad(clip, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    enc = _encoder(p["codec"], pw, ph, p)
+    packets = []
+    for i, frame in enumerate(clip):
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="yuv420p")
+        vf.pts = i
+        packets += enc.encode(vf)
+    packets += enc.encode(None)
+    dec = av.CodecContext.create(CODEC_DECODERS[p["codec"]], "r")
+    dec.thread_count = 1
+    frames = []
+    for packet in packets:
+        frames += dec.decode(packet)
+    frames += dec.decode(None)
+    if len(frames) != t:
+        raise RuntimeError(f"{p['codec']} returned {len(frames)} frames for {t}")
+    types = [av.video.frame.PictureType(int(f.pict_type)).name for f in frames]
+    out = np.stack([f.to_ndarray(format="rgb24") for f in frames])[:, :h, :w]
+    return out, types
+
+
+# --------------------------------------------------------------------------- sampling
+def _uniform(rng: np.random.Generator, r: list[float]) -> float:
+    return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
+
+
+def _integer(rng: np.random.Generator, r: list[int]) -> int:
+    return int(rng.integers(r[0], r[1] + 1))
+
+
+def _choose(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
+    names = list(weights)
+    w = np.array([weights[n] for n in names], np.float64)
+    return names[int(rng.choice(len(names), p=w / w.sum()))]
+
+
+def _sample_kernel(rng: np.random.Generator, c: Mapping[str, Any], *, sinc_only: bool = False) -> dict[str, Any]:
+    size = 2 * int(rng.integers(c["kernel_size"][0] // 2, c["kernel_size"][1] // 2 + 1)) + 1
+    if sinc_only or rng.random() < c["sinc_prob"]:
+        # small kernels get the higher cut-offs only (Real-ESRGAN: pi/3 below 13 taps, pi/5 above)
+        low = math.pi / 3 if sinc_only or size < 13 else math.pi / 5
+        return {"kind": "sinc", "size": size, "omega": float(rng.uniform(low, math.pi))}
+    kind = _choose(rng, c["kernels"])
+    if kind == "motion":
+        return {
+            "kind": kind,
+            "size": size,
+            "length": _uniform(rng, c["motion_length"]),
+            "theta": float(rng.uniform(-math.pi, math.pi)),
+        }
+    sx = _uniform(rng, c["sigma"])
+    iso = kind.endswith("iso") and not kind.endswith("aniso")
+    p = {
+        "kind": kind,
+        "size": size,
+        "sigma_x": sx,
+        "sigma_y": sx if iso else _uniform(rng, c["sigma"]),
+        "theta": 0.0 if iso else float(rng.uniform(-math.pi, math.pi)),
+    }
+    if kind.startswith("generalized"):
+        p["beta"] = _uniform(rng, c["beta_gaussian"])
+    elif kind.startswith("plateau"):
+        p["beta"] = _uniform(rng, c["beta_plateau"])
+    return p
+
+
+def _sample_compression(rng: np.random.Generator, c: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"jpeg": None, "video": None}
+    if rng.random() < c["jpeg_prob"]:
+        out["jpeg"] = _integer(rng, c["jpeg_quality"])
+    if rng.random() < c["video_prob"]:
+        requested = _choose(rng, c["codecs"])
+        rc = _choose(rng, c["rate_control"])
+        out["video"] = {
+            "codec_requested": requested,
+            "codec": _usable_codec(requested),
+            "rate_control": rc,
+            "crf": _integer(rng, c["crf"]),
+            "qscale": _integer(rng, c["qscale"]),
+            "bpp": _uniform(rng, c["bpp"]),
+            "gop": _integer(rng, c["gop"]),
+            "bframes": _integer(rng, c["bframes"]),
+        }
+    return out
+
+
+def _sample_stage(rng: np.random.Generator, c: Mapping[str, Any]) -> dict[str, Any]:
+    p: dict[str, Any] = {"blur": _sample_kernel(rng, c) if rng.random() < c["blur_prob"] else None}
+    direction = _choose(rng, c["resize"])
+    if direction == "up":
+        factor = float(rng.uniform(1.0, max(1.0, c["resize_range"][1])))
+    elif direction == "down":
+        factor = float(rng.uniform(min(1.0, c["resize_range"][0]), 1.0))
+    else:
+        factor = 1.0
+    p["resize"] = {"factor": factor, "mode": _choose(rng, c["resize_modes"])}
+    kind = _choose(rng, c["noise"])
+    p["noise"] = None
+    if kind != "none":
+        level = _uniform(rng, c["gaussian_sigma"] if kind == "gaussian" else c["poisson_scale"])
+        p["noise"] = {"kind": kind, "level": level, "gray": bool(rng.random() < c["gray_noise_prob"])}
+    p.update(_sample_compression(rng, c))
+    return p
+
+
+# --------------------------------------------------------------------------- applying
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if mode == "area":
+        return F.interpolate(x, size=size, mode="area")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False).clamp_(0, 1)
+
+
+def _noise(x: torch.Tensor, p: Mapping[str, Any], rng: np.random.Generator) -> torch.Tensor:
+    """Gaussian (``level`` = sigma on the 0-255 scale) or Poisson (``level`` scales shot noise of
+    an 8-bit sensor: variance ``level^2 * x / 255``); ``gray``: one draw for all three channels
+    (on the luma for Poisson). Every frame gets its own draw."""
+    t, c, h, w = x.shape
+    if p["kind"] == "gaussian":
+        shape = (t, 1 if p["gray"] else c, h, w)
+        noise = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)) * (p["level"] / 255.0)
+    else:
+        base = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True) if p["gray"] else x
+        lam = base.clamp(0, 1).mul(255).numpy().astype(np.float64)
+        noise = torch.from_numpy(((rng.poisson(lam) - lam) / 255.0).astype(np.float32)) * p["level"]
+    return (x + noise).clamp_(0, 1)
+
+
+def _compress(x: torch.Tensor, p: Mapping[str, Any], timings: dict[str, float] | None) -> torch.Tensor:
+    if p["jpeg"] is None and p["video"] is None:
+        return x
+    clip = to_uint8(x)
+    if p["jpeg"] is not None:
+        with _timed(timings, "jpeg"):
+            clip = jpeg(clip, p["jpeg"])
+    if p["video"] is not None:
+        with _timed(timings, "video"):
+            clip, _ = compress_video(clip, p["video"])
+    return _to_float(clip)
+
+
+class _timed:
+    """Adds the block's wall time (ms) to ``timings[name]`` (no-op when ``timings`` is None)."""
+
+    def __init__(self, timings: dict[str, float] | None, name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timings is not None:
+            ms = (time.perf_counter() - self.start) * 1000
+            self.timings[self.name] = self.timings.get(self.name, 0.0) + ms
+
+
+class RealDegradation:
+    """The real-world pipeline for one recipe table and scale.
+
+    Args:
+        config: the ``[data.train.real]`` table (merged over :data:`DEFAULTS` and checked).
+        scale: GT / LQ size ratio (1, 2, 4, ...); 1 keeps the size (restoration of compressed
+            footage at its own resolution).
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, scale: int = 4, where: str = "data.train.real"):
+        if int(scale) < 1:
+            raise InputError(f"scale must be >= 1; got {scale}")
+        self.config = check_config(config, where)
+        self.scale = int(scale)
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """One clip's parameters (a plain, JSON-serialisable dict)."""
+        c = self.config
+        p: dict[str, Any] = {"first": _sample_stage(rng, c["first"])}
+        p["second"] = _sample_stage(rng, c["second"]) if rng.random() < c["second_order_prob"] else None
+        fin = c["final"]
+        p["final"] = {
+            "resize_mode": _choose(rng, fin["resize_modes"]),
+            "sinc": _sample_kernel(rng, fin, sinc_only=True) if rng.random() < fin["sinc_prob"] else None,
+            "resize_first": bool(rng.random() < fin["resize_first_prob"]),
+            **_sample_compression(rng, fin),
+        }
+        p["noise_seed"] = int(rng.integers(0, 2**63))
+        return p
+
+    def apply(
+        self, clip: np.ndarray, params: Mapping[str, Any], *, timings: dict[str, float] | None = None
+    ) -> torch.Tensor:
+        """``(T, H, W, 3)`` uint8 GT (H, W multiples of the scale) -> ``(T, 3, H/s, W/s)`` float32 in
+        [0, 1] on 8-bit levels. ``timings``: milliseconds per stage are added to it."""
+        if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
+            raise InputError(f"expected a (T, H, W, 3) uint8 clip; got {clip.dtype} {clip.shape}")
+        t, h, w, _ = clip.shape
+        s = self.scale
+        if h % s or w % s:
+            raise InputError(f"a {w}x{h} clip is not a multiple of the scale {s}")
+        out_hw = (h // s, w // s)
+        noise_rng = np.random.default_rng(params["noise_seed"])
+        x = _to_float(clip)
+        for name, ref in (("first", (h, w)), ("second", out_hw)):
+            p = params[name]
+            if p is None:
+                continue
+            with _timed(timings, "blur"):
+                if p["blur"] is not None:
+                    x = _filter(x, _kernel(p["blur"]))
+            with _timed(timings, "resize"):
+                size = tuple(max(8, round(r * p["resize"]["factor"])) for r in ref)
+                x = _resize(x, size, p["resize"]["mode"]).clamp_(0, 1)
+            with _timed(timings, "noise"):
+                if p["noise"] is not None:
+                    x = _noise(x, p["noise"], noise_rng)
+            x = _compress(x, p, timings)
+        fin = params["final"]
+
+        def resize_and_sinc(x: torch.Tensor) -> torch.Tensor:
+            with _timed(timings, "resize"):
+                x = _resize(x, out_hw, fin["resize_mode"])
+            with _timed(timings, "blur"):
+                if fin["sinc"] is not None:
+                    x = _filter(x, _kernel(fin["sinc"])).clamp_(0, 1)
+            return x
+
+        if fin["resize_first"]:
+            x = _compress(resize_and_sinc(x), fin, timings)
+        else:
+            x = resize_and_sinc(_compress(x, fin, timings))
+        # stored LQ frames are 8-bit: the output is rounded the same way
+        return x.clamp(0, 1).mul(255).round().div(255)
+
+    def __call__(self, clip: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Sample parameters from ``rng`` and apply them to ``clip``."""
+        return self.apply(clip, self.sample(rng))
+
+    def degrade_uint8(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """As :meth:`__call__`, as a ``(T, H/s, W/s, 3)`` uint8 clip (for the datasets' crops)."""
+        return to_uint8(self(clip, rng))
