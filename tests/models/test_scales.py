@@ -129,18 +129,21 @@ def test_x2_chunked_equals_whole(cls, monkeypatch):
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
 
 
-def test_memory_model_plans_x2_with_input_resolution_features_and_a_x2_output():
-    t, h, w = 30, 96, 128
+def test_memory_model_plans_x2_with_input_resolution_features_and_a_x2_output(monkeypatch):
+    # each term alone (the others' coefficients zeroed): the features of every frame at the input
+    # resolution, as x4 (x1: 1/16 of the pixels), and the output frames at 4 x the input pixels
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")  # no allocator margin
+    t, h, w, c = 30, 96, 128, 32
     p = h * w
-    wide = dict(embed_dims=[32] * 3, num_heads=[2] * 3)  # the built-in model's width: x4 peaks at the output
-    cfg = {s: RVRTConfig(upscale=s, **dict(TINY, **wide)) for s in (1, 2, 4)}
-    peak = {s: model_peak_bytes("rvrt", c, t, h, w) for s, c in cfg.items()}
-    k = CLIP_RECURRENT
-    # the reconstruction holds the features of every frame at the input resolution and the x2 output
-    assert peak[2] >= k["features"] * t * p * 32 + k["output"] * t * p * 4
-    assert peak[1] < peak[2] < peak[4]
-    light = RVRTLightConfig(upscale=2, **dict(LIGHT, **wide))
-    assert model_peak_bytes("rvrt_light", light, t, h, w) == peak[2]  # the same formula, the same sizes
+    wide = dict(embed_dims=[c] * 3, num_heads=[2] * 3)
+    configs = [RVRTConfig(upscale=2, **dict(TINY, **wide)), RVRTLightConfig(upscale=2, **dict(LIGHT, **wide))]
+    for term, want in (("features", t * p * c), ("output", t * p * 4)):
+        for key in CLIP_RECURRENT:
+            monkeypatch.setitem(CLIP_RECURRENT, key, 1.0 if key == term else 0.0)
+        for cfg, arch in zip(configs, ("rvrt", "rvrt_light"), strict=True):
+            assert model_peak_bytes(arch, cfg, t, h, w) == want, (term, arch)
+        x1 = RVRTConfig(upscale=1, **dict(TINY, **wide, inputconv_groups=[1, 2, 2, 2, 2, 2]))
+        assert model_peak_bytes("rvrt", x1, t, h, w) == (t * p * c // 16 if term == "features" else t * p)
 
 
 # --------------------------------------------------------------------------- recipes, train, restore, command line
