@@ -296,3 +296,21 @@ def test_eval_x2_protocol_scores_a_x2_model_and_names_the_recipe_without_one(x2_
     capsys.readouterr()
     assert main(common) == 2
     assert "no built-in x2 model" in capsys.readouterr().err
+
+
+def test_x2_exports_to_onnx_and_matches_pytorch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from rvrt.export.onnx import export_onnx, load_onnx
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(dict(TINY, upscale=2, num_blocks=[1, 1, 1], depths=[1, 1, 1])))
+    spec = rvrt.api.resolve_spec(path)
+    net = _perturbed(rvrt.create_model(spec))
+    export_onnx(net, spec, tmp_path / "x2.onnx", frames=2, height=40, width=40)  # the upsampler is what x2 changes
+    x = torch.rand(1, 2, 3, 40, 40, generator=torch.Generator().manual_seed(3))  # not the tracing input
+    with torch.no_grad():
+        ref = net(x)
+    got = load_onnx(tmp_path / "x2.onnx")(x)
+    assert got.shape == ref.shape == (1, 2, 3, 80, 80)
+    assert (got - ref).abs().max().item() <= 1e-4
