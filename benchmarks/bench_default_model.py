@@ -20,6 +20,13 @@ default tiling). Prints a markdown table (the gain is the model's PSNR minus bic
 ``--json``. ``-m`` names registered models or config files (their own weights); ``--weights`` adds
 weights files (the model from their metadata); neither: the built-in model.
 
+``--save DIR`` keeps the restored frames; the inputs stay in ``--work`` (``lq/``, ``crf28/``, ...,
+``gt/``), so a before/after picture is one ``rvrt compare`` (bicubic | model | ground truth)::
+
+    rvrt compare /tmp/rvrt-default-model/crf28/calendar DIR/rvrt.sr_small/crf28/calendar \
+        /tmp/rvrt-default-model/gt/calendar -o calendar_crf28.png --frame 4 --crop 420,420,192,128 \
+        --zoom 2 --labels "bicubic (H.264 CRF 28)" "rvrt.sr_small" "ground truth"
+
 Time: about 10 s per output frame of the built-in model on 2 busy CPU cores, so all 75 frames at 4
 input kinds take about 50 min; ``--frames 10`` (the first 10 of each sequence) about 15 min.
 """
@@ -115,6 +122,7 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", choices=("clean", *(f"crf{c}" for c in CRFS)),
                     default=["clean", *(f"crf{c}" for c in CRFS)], help="input kinds")  # fmt: skip
     ap.add_argument("--json", type=Path, help="write every score as JSON")
+    ap.add_argument("--save", type=Path, help="keep the restored frames: SAVE/<model>/<input>/<sequence>/")
     args = ap.parse_args()
 
     shutil.rmtree(args.work, ignore_errors=True)
@@ -133,7 +141,8 @@ def main() -> None:
     for label, fn in runs:
         for kind, root in inputs.items():
             t0 = time.perf_counter()
-            result = evaluate(fn, root, gt, "vid4", progress=False)
+            save = args.save / label.replace(" ", "_") / kind if args.save else None
+            result = evaluate(fn, root, gt, "vid4", progress=False, save_dir=save, overwrite=True)
             print(f"{label} on {kind}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             for s in result.sequences:
                 rows.setdefault((s.name, kind), {})[label] = (s.psnr_y, s.ssim_y)

@@ -129,6 +129,21 @@ def test_x2_chunked_equals_whole(cls, monkeypatch):
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
 
 
+# calls: extraction chunks + 4 branches x 3 clips + reconstruction chunks; a budget of two frames of the
+# reconstruction's input-resolution features splits the reconstruction only (in clips)
+@pytest.mark.parametrize(("chunk", "calls"), [(None, 1 + 12 + 1), (1, 3 + 12 + 3), (2 * 36 * 40 * 5 * 12, 1 + 12 + 3)])
+def test_progress_of_a_x2_forward_counts_every_call_once(monkeypatch, chunk, calls):
+    from rvrt.inference.progress import model_tracker
+
+    if chunk is not None:
+        monkeypatch.setattr(layers, "CHUNK_ELEMENTS", chunk)
+    model = RVRT(upscale=2, **TINY).eval()
+    seen: list[float] = []
+    with torch.no_grad(), model_tracker(model)(seen.append):
+        model(torch.rand(1, 6, 3, 36, 40))
+    assert len(seen) == calls and seen[-1] == 1.0 and seen[-2] < 1.0  # expected as counted, not sooner
+
+
 def test_memory_model_plans_x2_with_input_resolution_features_and_a_x2_output(monkeypatch):
     # each term alone (the others' coefficients zeroed): the features of every frame at the input
     # resolution, as x4 (x1: 1/16 of the pixels), and the output frames at 4 x the input pixels
