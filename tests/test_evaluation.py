@@ -222,9 +222,10 @@ def test_results_json_csv_table_and_save(tmp_path):
 
 
 def test_protocol_table_and_lookup(tmp_path):
-    assert set(PROTOCOLS) == {"reds4", "vid4", "udm10", "vimeo", "dvd", "gopro", "set8", "davis"}
+    official = {"reds4", "vid4", "udm10", "vimeo", "dvd", "gopro", "set8", "davis"}
+    assert set(PROTOCOLS) == official | {"vid4x2", "reds4x2"}  # x2: the x4 rules (tests/models/test_scales.py)
     assert all(p.border == 0 for p in PROTOCOLS.values())
-    assert {k for k, p in PROTOCOLS.items() if p.channel == "Y"} == {"vid4", "udm10", "vimeo"}
+    assert {k for k, p in PROTOCOLS.items() if p.channel == "Y"} == {"vid4", "vid4x2", "udm10", "vimeo"}
     assert {k for k, p in PROTOCOLS.items() if p.noise} == {"set8", "davis"}
     assert PROTOCOLS["vimeo"].septuplet.outputs == (3, 10)
     assert get_protocol("Vid4") is PROTOCOLS["vid4"]

@@ -34,6 +34,7 @@ __all__ = [
     "resolve_spec",
     "identify_state_dict",
     "model_spec",
+    "model_for_scale",
     "select_model",
     "DEFAULT_VFI_MODEL",
 ]
@@ -325,9 +326,7 @@ def load_model(
     if model is not None:
         return create_model(model, weights=path, device=device, dtype=dtype, **model_kwargs)
     sd = load_state_dict_file(path)
-    spec = _spec_from_metadata(read_metadata(path), path) or identify_state_dict(
-        sd, suffix=path.suffix, filename=path.name
-    )
+    spec = _file_spec(path, sd)
     if spec is None:
         raise WeightsError(
             f"cannot tell which model {path} belongs to (no rvrt metadata, and its keys/shapes match no "
@@ -336,6 +335,51 @@ def load_model(
     net = _build(spec, **model_kwargs)
     load_into(net, sd, source=f"weights {path}")
     return _finish(net, spec, device, dtype)
+
+
+def _file_spec(path: Path, sd: dict[str, torch.Tensor]) -> zoo.ModelSpec | None:
+    """What a weights file is: its rvrt metadata, else the registered model its keys and shapes fit."""
+    return _spec_from_metadata(read_metadata(path), path) or identify_state_dict(
+        sd, suffix=path.suffix, filename=path.name
+    )
+
+
+def model_for_scale(
+    scale: int, model: str | os.PathLike | None = None, weights: str | os.PathLike | None = DEFAULT_WEIGHTS
+) -> str | os.PathLike | None:
+    """The ``model`` to run when the user asked for an output scale (``rvrt restore --scale N``).
+
+    No model and no weights file: the built-in model of that scale
+    (:func:`rvrt.zoo.default_model_for_scale`, which says what to do where there is none). A model or
+    a weights file whose scale is another: refused. Otherwise ``model`` unchanged. (An ``.onnx``
+    file or a file that cannot be read is left to the run, which explains it.)
+
+    Raises:
+        InputError: no model at that scale, or the named one restores at another scale.
+    """
+    if scale < 1:
+        raise InputError(f"--scale must be 1 or more; got {scale}")
+    named = weights is None or os.fspath(weights) in ("official", DEFAULT_WEIGHTS)
+    if model is None and named:
+        return zoo.default_model_for_scale(scale)
+    if model is not None:
+        spec = resolve_spec(model)
+    else:
+        path = Path(weights)
+        if path.suffix == ".onnx" or not path.is_file():
+            return model
+        try:
+            spec = _file_spec(path, load_state_dict_file(path))
+        except WeightsError:
+            return model
+        if spec is None:
+            return model
+    if spec.scale != scale:
+        raise InputError(
+            f"--scale {scale} disagrees with {spec.name}, which restores at x{spec.scale}: "
+            f"leave --scale out or give a model at x{scale}"
+        )
+    return model
 
 
 def _check_kind(spec: zoo.ModelSpec, kind: str) -> None:

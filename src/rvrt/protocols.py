@@ -103,6 +103,26 @@ PROTOCOLS: dict[str, Protocol] = {
             note=_SR_NOTE,
         ),
         Protocol(
+            "vid4x2",
+            "Vid4 x2",
+            "sr",
+            2,
+            "Y",
+            layout="calendar, city, foliage, walk: GT Vid4/GT; LQ made from it by MATLAB bicubic at 1/2 "
+            "(rvrt degrade --kind bi --scale 2 Vid4/GT/<seq> -o Vid4/BIx2/<seq>)",
+            note=_SR_NOTE + " Not in the papers (no x2 results were published): Vid4's x4 rules at x2.",
+        ),
+        Protocol(
+            "reds4x2",
+            "REDS4 x2",
+            "sr",
+            2,
+            "RGB",
+            layout="sequences 000, 011, 015, 020 of REDS train: GT train_sharp (1280x720); LQ made from it by "
+            "MATLAB bicubic at 1/2 (rvrt degrade --kind bi --scale 2), 640x360",
+            note=_SR_NOTE + " Not in the papers (no x2 results were published): REDS4's x4 rules at x2.",
+        ),
+        Protocol(
             "udm10",
             "UDM10",
             "sr",

@@ -130,9 +130,12 @@ def test_eval_rejects_mismatched_protocols(tiny, capsys, extra, message):
 
 def test_eval_needs_a_model_and_lq(tiny, capsys):
     root, cfg, weights = tiny
-    # without -m: the default model of rvrt restore (x4), so a x1 protocol does not fit it
+    # without -m: the built-in model of the protocol's scale; there is none at x1, so the models are named
     assert main(["eval", "--gt", str(root / "gt"), "--lq", str(root / "lq"), "--protocol", "dvd", "-q"]) == 2
-    assert "rvrt.sr_small restores at x4; protocol dvd needs x1" in capsys.readouterr().err
+    assert "no built-in x1 model: name one with -m (rvrt.deblur_dvd" in capsys.readouterr().err
+    x2 = ["--protocol", "vid4x2", "-q"]
+    assert main(["eval", "-m", str(cfg), "--weights", str(weights), "--gt", str(root / "gt"), *x2]) == 2
+    assert "restores at x4; protocol vid4x2 needs x2" in capsys.readouterr().err
     assert main(["eval", "-m", str(cfg), "--gt", str(root / "gt"), "--device", "cpu", "--quiet"]) == 2
     assert "no published weights" in capsys.readouterr().err
     assert (

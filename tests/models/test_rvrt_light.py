@@ -63,7 +63,7 @@ def test_config_round_trip_and_defaults():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"upscale": 1}, "upscale=4"),
+        ({"upscale": 1}, "upscale 4 or 2"),
         ({"clip_size": 3}, "clip_size=2"),
         ({"to_float16": True}, "dtype=torch.float16"),
         ({"attention_heads": 5}, "attention_heads=5"),

@@ -163,7 +163,12 @@ def run(args: argparse.Namespace) -> int:
         require_matplotlib()
         check_plot_path(args.plot, overwrite=args.overwrite)
     sequences = read_sequence_list(args.sequences) if args.sequences else None
-    model, spec = select_model(args.model, args.weights or DEFAULT_WEIGHTS, kind="restore")
+    model = args.model
+    if args.protocol and model is None and args.weights in (None, DEFAULT_WEIGHTS, "official"):
+        from rvrt.api import model_for_scale
+
+        model = model_for_scale(get_protocol(args.protocol).scale)  # the built-in model of that scale
+    model, spec = select_model(model, args.weights or DEFAULT_WEIGHTS, kind="restore")
     protocol = get_protocol(args.protocol) if args.protocol else default_protocol(spec.task, spec.scale)
     if protocol.noise != (spec.in_channels == 4):
         kind = "a non-blind denoising" if protocol.noise else "an RGB-input"

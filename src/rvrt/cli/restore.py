@@ -12,6 +12,7 @@ inputs) any input failed; 130 interrupted by Ctrl-C, 143 by SIGTERM (finished fr
 examples:
   rvrt restore in.mp4 -o out.mp4
   rvrt restore in.mp4 -o preview.mp4 --start 300 --frames 60          # two seconds first
+  rvrt restore in.mp4 -o out.mp4 --weights sr_x2.safetensors           # a model you trained (x2: recipe sr_x2_small)
   rvrt restore clips/ 'more/*.mov' -o restored/ --name '{stem}_x4.{ext}'
   vspipe script.vpy - -c y4m | rvrt restore - -o out.mkv               # y4m on stdin
   rvrt restore in.mp4 -o - | ffmpeg -i - -c:v libx265 out.mkv           # y4m on stdout"""
@@ -38,6 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-m",
         "--model",
         help="registered model name (see `rvrt weights list`) or a config file (.json/.toml of constructor arguments)",
+    )
+    p.add_argument(
+        "--scale",
+        type=int,
+        metavar="N",
+        help="output scale (4: super-resolution x4, 2: x2, 1: same size): without -m/--weights, the built-in "
+        "model of that scale (or what to use where there is none yet); with them, refused unless it agrees",
     )
     p.add_argument(
         "--weights",
@@ -100,8 +108,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --interpolate")
         if args.vfi_weights is None:
             vfi.pop("vfi_weights")
+    model = args.model
+    if args.scale is not None:
+        from rvrt.api import model_for_scale
+
+        model = model_for_scale(args.scale, model, args.weights or DEFAULT_WEIGHTS)
     job = restore_job(
-        model=args.model,
+        model=model,
         weights=args.weights or DEFAULT_WEIGHTS,  # no --weights: those that go with the model
         tile=parse_tile(args.tile, 3),
         tile_overlap=args.tile_overlap,

@@ -10,7 +10,7 @@ grid of widths (16 to 180 channels), tile sizes and frame counts (2 to 30) in fr
 records the peak, and ``--fit`` fits the coefficients on the relative error; the table of
 measured against predicted peaks is in docs/PERFORMANCE.md. Notation: ``T`` frames (padded to
 even), ``p`` input pixels, ``q`` feature pixels (``p``, or ``p / 16`` for the 1/4-resolution
-features of deblurring and denoising models), ``C`` channels, ``s`` the output scale.
+features of x1 models: deblurring, denoising), ``C`` channels, ``s`` the output scale.
 
 * RVRT and RVRT Light: the peak is the largest of three phases, each holding the features of
   every frame of the window (``5 C T q`` values: the shallow features and four branches):
@@ -70,7 +70,7 @@ def _clip_recurrent(config, frames: int, height: int, width: int) -> float:
     t = frames + frames % 2 if frames != 3 else frames
     c = config.embed_dims[0]
     s = config.upscale
-    f = 1 if s == 4 else 4
+    f = config.feature_stride  # 4: the 1/4-resolution features of same-size (x1) models
     p = height * width
     q = p / (f * f)
     chunk = min(t, max(2, CHUNK_ELEMENTS // max(int(q * c), 1) // 2 * 2))

@@ -115,7 +115,7 @@ def _expected_calls(model: nn.Module, shape: tuple[int, ...]) -> int:
     clips = max(tp // 2, 1)
     clip = -(-tp // clips)
     dim = model.config.embed_dims[0]
-    f = 1 if model.config.upscale == 4 else 4  # deblurring/denoising features are at 1/4 resolution
+    f = model.config.feature_stride  # x1 (deblurring/denoising) features are at 1/4 resolution
     steps = getattr(model.config, "recurrent_feature_refinement_steps", 4)
     extract = len(frame_chunks(tp, n * hp * wp * dim, multiple=clip))
     recon = len(frame_chunks(tp, n * (hp // f) * (wp // f) * 5 * dim, multiple=clip))

@@ -51,6 +51,14 @@ class RVRTConfig(ConstructorConfig):
     mindediting computes, so that its checkpoints give its results: GELU in its tanh
     approximation, LayerNorm epsilon 1e-7, and forward flows always computed with SpyNet (that
     port never detects mirror-extended input). The parameters are the same.
+
+    ``upscale`` is 4 or 2 (super-resolution: features at the input resolution, a sub-pixel
+    upsampler of 2 or 1 doubling steps, the residual a bilinear resize of the input) or 1 (the
+    official deblurring/denoising network: features at 1/4 resolution from two stride-2 convs,
+    two doubling steps back to the input size, the input itself as residual). x2 is not an
+    official configuration; x4 and x1 are unchanged by it. Same-size restoration of any kind
+    (compressed video included) uses x1: its 1/4-resolution features are what make full-size
+    input affordable.
     """
 
     family: ClassVar[str] = "RVRT"
@@ -81,9 +89,9 @@ class RVRTConfig(ConstructorConfig):
 
     def __post_init__(self) -> None:
         self._freeze()
-        if self.upscale not in (1, 4):
+        if self.upscale not in (1, 2, 4):
             raise ValueError(
-                f"RVRT supports upscale 4 (super-resolution) or 1 (deblurring/denoising); got {self.upscale}"
+                f"RVRT supports upscale 4 or 2 (super-resolution) or 1 (same-size restoration); got {self.upscale}"
             )
         if self.clip_size != 2:
             raise ValueError(f"RVRT's propagation is defined for clip_size=2; got {self.clip_size}")
@@ -97,7 +105,7 @@ class RVRTConfig(ConstructorConfig):
             raise ValueError(f"inputconv_groups needs 6 entries; got {self.inputconv_groups}")
         if self.nonblind_denoising and self.upscale != 1:
             raise ValueError("nonblind_denoising needs upscale=1")
-        check_clip_recurrent(self, extract_in=3 if self.upscale == 4 else self.embed_dims[0])
+        check_clip_recurrent(self, extract_in=3 if self.feature_stride == 1 else self.embed_dims[0])
         width = 2 * self.embed_dims[1]  # guided deformable attention runs at twice the feature width
         self._check_divides("attention_heads (the attention width 2 * embed_dims[1])", width, self.attention_heads)
         if self.deformable_groups < 2 or self.deformable_groups % 2:
@@ -109,6 +117,11 @@ class RVRTConfig(ConstructorConfig):
     def in_channels(self) -> int:
         """Input channels: 3 (RGB), or 4 for non-blind denoising (RGB + sigma map)."""
         return 4 if self.nonblind_denoising else 3
+
+    @property
+    def feature_stride(self) -> int:
+        """Input pixels per feature pixel along each axis: 1 for super-resolution, 4 for upscale 1."""
+        return 4 if self.upscale == 1 else 1
 
 
 class GuidedDeformableAttention(nn.Module):
@@ -265,7 +278,7 @@ class RVRT(ClipRecurrentNet):
         frame_window = (1, cfg.window_size[1], cfg.window_size[2])
 
         self.spynet = SpyNet()
-        if cfg.upscale == 4:
+        if cfg.feature_stride == 1:
             self.feat_extract = RSTBWithInputConv(
                 3,
                 dim,
@@ -330,7 +343,8 @@ class RVRT(ClipRecurrentNet):
             **swin,
         )
         self.conv_before_upsampler = nn.Sequential(nn.Conv3d(cfg.embed_dims[2], 64, (1, 1, 1)), nn.LeakyReLU(0.1))
-        self.upsampler = Upsampler(4, 64)
+        # from the features to the output: x4 for x4 and (from 1/4 resolution) for x1, x2 for x2
+        self.upsampler = Upsampler(cfg.upscale * cfg.feature_stride, 64)
         self.conv_last = nn.Conv3d(64, 3, (1, 3, 3), padding=(0, 1, 1))
 
         if spynet_path is not None:
@@ -352,7 +366,7 @@ class RVRT(ClipRecurrentNet):
         than 32 pixels and, for 1/4-resolution models, a multiple of 4).
         """
         tp = t if (t % 2 == 0 or t == 3) else t + 1
-        if self.config.upscale == 4:
+        if self.config.feature_stride == 1:
             ok = lambda s: s >= MIN_FLOW_SIZE  # noqa: E731
             least = MIN_FLOW_SIZE
         else:
@@ -422,7 +436,7 @@ class RVRT(ClipRecurrentNet):
         # with SpyNet, which gives the reversed backward flows of a mirror-extended clip anyway
         traced = torch.jit.is_tracing() or torch.compiler.is_exporting()
         mirror = not (cfg.mindspore_compat or traced) and t % 2 == 0 and torch.equal(x[:, :half], x[:, half:].flip(1))
-        if cfg.upscale == 4:
+        if cfg.feature_stride == 1:
             lq_flow = x
         else:
             lq_flow = F.interpolate(x[:, :, :3].reshape(-1, 3, h, w), scale_factor=0.25, mode="bicubic")

@@ -82,8 +82,9 @@ class RVRTLightConfig(ConstructorConfig):
 
     def __post_init__(self) -> None:
         self._freeze()
-        if self.upscale != 4:
-            raise ValueError(f"RVRT Light is defined for upscale=4 (video super-resolution) only; got {self.upscale}")
+        if self.upscale not in (2, 4):
+            # x1 would need RVRT's 1/4-resolution feature extractor: full-size features cost 16x
+            raise ValueError(f"RVRT Light is defined for upscale 4 or 2 (video super-resolution); got {self.upscale}")
         if self.nonblind_denoising:
             raise ValueError("RVRT Light has no denoising variant (nonblind_denoising needs upscale=1)")
         if self.clip_size != 2:
@@ -120,6 +121,11 @@ class RVRTLightConfig(ConstructorConfig):
     def in_channels(self) -> int:
         """Input channels (RGB)."""
         return 3
+
+    @property
+    def feature_stride(self) -> int:
+        """Input pixels per feature pixel along each axis (features are at the input resolution)."""
+        return 1
 
 
 class ClipWindowAlignment(nn.Module):
@@ -176,7 +182,7 @@ class ClipWindowAlignment(nn.Module):
 
 
 class RVRTLight(ClipRecurrentNet):
-    """RVRT Light x4 video super-resolution network.
+    """RVRT Light video super-resolution network (x4 as published, or x2).
 
     Build it from an :class:`RVRTLightConfig` or from the MindSpore constructor's keyword
     arguments (``RVRTLight(embed_dims=[144] * 3, relative_position_encoding=False, ...)``).
@@ -241,7 +247,7 @@ class RVRTLight(ClipRecurrentNet):
             **swin,
         )
         self.conv_before_upsampler = nn.Sequential(nn.Conv3d(cfg.embed_dims[2], 64, (1, 1, 1)), nn.LeakyReLU(0.1))
-        self.upsampler = Upsampler(4, 64)
+        self.upsampler = Upsampler(cfg.upscale, 64)
         self.conv_last = nn.Conv3d(64, 3, (1, 3, 3), padding=(0, 1, 1))
 
     @property
@@ -253,7 +259,7 @@ class RVRTLight(ClipRecurrentNet):
         return t + t % 2, h, w
 
     def forward(self, x: torch.Tensor, *, offload: bool = False) -> torch.Tensor:
-        """Upscale a batch of clips x4.
+        """Upscale a batch of clips by ``upscale``.
 
         Args:
             x: ``(N, T, 3, H, W)`` float in [0, 1]; any ``T, H, W >= 1`` (an odd ``T`` is
@@ -262,7 +268,7 @@ class RVRTLight(ClipRecurrentNet):
                 a GPU); the result is the same.
 
         Returns:
-            ``(N, T, 3, 4H, 4W)``.
+            ``(N, T, 3, sH, sW)``, ``s = upscale``.
         """
         check_video(x, self.config.in_channels)
         t = x.shape[1]

@@ -16,6 +16,7 @@ __all__ = [
     "Metric",
     "ModelSpec",
     "WeightsSpec",
+    "default_model_for_scale",
     "get_spec",
     "list_models",
     "register",
@@ -135,6 +136,13 @@ class ModelSpec:
 #: the package (Apache-2.0), see docs/DEFAULT_MODEL.md
 DEFAULT_MODEL: str | None = "rvrt.sr_small"
 
+#: the model ``rvrt restore --scale N`` uses when no model is named, per scale; a scale missing here
+#: has no built-in model yet and the command says how to get one (:data:`SCALE_RECIPES`)
+DEFAULT_MODELS: dict[int, str] = {4: "rvrt.sr_small"}
+
+#: training recipes (``rvrt train NAME``) that make a model of a scale with no built-in model
+SCALE_RECIPES: dict[int, tuple[str, ...]] = {2: ("sr_x2_small", "sr_x2_reds")}
+
 #: ``weights`` of the run functions when none is given: the weights that go with the model
 #: (:func:`rvrt.api.select_model`); ``None`` means a randomly initialised model everywhere
 DEFAULT_WEIGHTS = "default"
@@ -166,6 +174,27 @@ def get_spec(name: str) -> ModelSpec:
     if key not in _REGISTRY:
         raise InputError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     return _REGISTRY[key]
+
+
+def default_model_for_scale(scale: int) -> str:
+    """The model to use at ``scale`` when none is named (``rvrt restore --scale N``).
+
+    Raises:
+        InputError: no built-in model at that scale; the message names the registered models that
+            restore at that scale (their weights are downloaded and may be licensed otherwise) and
+            the recipes that train one.
+    """
+    if scale in DEFAULT_MODELS:
+        return DEFAULT_MODELS[scale]
+    ways = []
+    if scale in SCALE_RECIPES:
+        ways.append(f"train one (rvrt train {' or '.join(SCALE_RECIPES[scale])}) and pass --weights FILE")
+    others = [n for n, s in _REGISTRY.items() if s.scale == scale and s.task != "vfi"]
+    if others:
+        ways.append(f"name one with -m ({', '.join(others)}; --weights official downloads its weights)")
+    if not ways:
+        ways.append("pass -m CONFIG.json --weights FILE of a model at that scale")
+    raise InputError(f"no built-in x{scale} model: {'; or '.join(ways)}")
 
 
 def list_models(arch: str | None = None) -> list[str]:
