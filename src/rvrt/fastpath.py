@@ -14,7 +14,8 @@ Two things are never swallowed:
 * a fast path the caller asked for by name (``strict``): its failure is raised as the
   caller's error class with the reason, instead of silently running something else.
 
-``KeyboardInterrupt`` and other non-``Exception`` errors propagate as well.
+Errors meant for the user (:class:`~rvrt.errors.RVRTError`: bad input), ``KeyboardInterrupt`` and
+other non-``Exception`` errors propagate as well.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 import torch
+
+from rvrt.errors import RVRTError
 
 __all__ = ["run_fast", "is_out_of_memory", "is_disabled", "disabled", "reset", "reason_of"]
 
@@ -50,7 +53,11 @@ def reason_of(err: BaseException) -> str:
     errors, whose message starts with the source excerpt, the compiler's own message)."""
     text = getattr(err, "error_message", None) or str(err)
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    if not lines:
+        return type(err).__name__
+    # a heading such as torch.compile's "backend='inductor' raised:" needs the line it announces
+    first = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return f"{type(err).__name__}: {first}"
 
 
 def is_disabled(op: str, key: Hashable) -> bool:
@@ -98,7 +105,7 @@ def run_fast(
     try:
         return fast()
     except Exception as err:
-        if is_out_of_memory(err):
+        if is_out_of_memory(err) or isinstance(err, RVRTError):  # RVRTError: the user's to fix
             raise
         reason = reason_of(err)
         if strict is not None:

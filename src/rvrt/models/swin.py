@@ -189,7 +189,8 @@ class WindowAttention(nn.Module):
         if not self.has_position_bias:
             return None
         table = self.relative_position_bias_table
-        if torch.is_grad_enabled() and table.requires_grad:
+        # traced by torch.compile: the gather joins the graph (the memo's version check would break it)
+        if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling():
             return self._gather_bias(n)
         key = (n, table._version, table.device, table.dtype)
         memo = _BIAS_MEMO.setdefault(self, {})
