@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 import torch
 from gda_cases import Case, make_inputs
+from test_dcn import fake_torchvision  # noqa: F401 (a fixture, shared)
 
 import rvrt
 from conftest import TINY_SR
 from rvrt import fastpath
 from rvrt.models import swin
-from rvrt.ops import dcn, gda
+from rvrt.ops import gda
 from rvrt.ops.dcn import DCNBackendError, deform_conv2d, deform_conv2d_reference
 from rvrt.ops.gda import GDABackendError, guided_deformable_attention
 from rvrt.ops.gda.reference import gda_reference
@@ -167,43 +168,34 @@ def _dcn_case():
     return x, offset, weight, torch.rand(6, generator=g), 1, 1, 1, mask
 
 
-@pytest.fixture
-def failing_torchvision(monkeypatch):
-    """A torchvision operator that passes its start-up check (it is the reference there) and raises
-    ``error`` on the real inputs; returns the list of its failed calls."""
-    calls = []
+def _failing(error: BaseException):
+    """A torchvision stand-in that passes its start-up check (float64: it is the reference there)
+    and raises ``error`` on the float32 inputs of the real call."""
 
-    def install(error: BaseException):
-        def op(input, offset, weight, bias=None, stride=1, padding=0, dilation=1, mask=None):
-            if input.dtype == torch.float32:  # the start-up check runs in float64
-                calls.append(input.shape)
-                raise error
-            return deform_conv2d_reference(input, offset, weight, bias, stride, padding, dilation, mask)
+    def op(input, offset, weight, bias, stride, padding, dilation, mask):
+        if input.dtype == torch.float32:
+            raise error
+        return deform_conv2d_reference(input, offset, weight, bias, stride, padding, dilation, mask)
 
-        monkeypatch.setattr(dcn, "_torchvision_op", lambda: (op, None))
-        dcn._check_torchvision.cache_clear()
-        return calls
-
-    yield install
-    dcn._check_torchvision.cache_clear()
+    return op
 
 
-def test_dcn_launch_failure_falls_back_once(failing_torchvision, caplog):
-    calls = failing_torchvision(RuntimeError(ILLEGAL))
+def test_dcn_launch_failure_falls_back_once(fake_torchvision, caplog):  # noqa: F811 (the fixture)
+    calls = fake_torchvision(_failing(RuntimeError(ILLEGAL)))
     args = _dcn_case()
     with caplog.at_level(logging.WARNING):
         outs = [deform_conv2d(*args) for _ in range(3)]
     assert all(torch.equal(out, deform_conv2d_reference(*args)) for out in outs)
-    assert len(calls) == 1
+    assert len(calls) == 2  # the start-up check, one failed call
     (line,) = _fastpath_warnings(caplog)
     assert "deformable convolution (torchvision) failed (RuntimeError: CUDA error: an illegal memory" in line
     with pytest.raises(DCNBackendError, match="illegal memory access"):
         deform_conv2d(*args, backend="torchvision")  # asked for by name: raised, even now
 
 
-def test_dcn_out_of_memory_propagates(failing_torchvision):
+def test_dcn_out_of_memory_propagates(fake_torchvision):  # noqa: F811 (the fixture)
     error = torch.OutOfMemoryError("CUDA out of memory")
-    failing_torchvision(error)
+    fake_torchvision(_failing(error))
     with pytest.raises(torch.OutOfMemoryError) as caught:
         deform_conv2d(*_dcn_case())
     assert caught.value is error and not fastpath.disabled()
