@@ -38,7 +38,8 @@ UNIT_CLASSES = ("RSTBWithInputConv", "SwinGroup", "SpyNet", "GuidedDeformableAtt
 RECOMPILE_LIMIT = 64
 #: the op's name in the fallback log line and memo (rvrt.fastpath)
 OP = "torch.compile"
-#: measured on a 2-core CPU (a small RVRT, 4 frames of 48x48): 311 s to compile, then 1.07x eager
+#: measured on a shared 2-core CPU, 4 frames of 48x48, same-process ratios: a small RVRT (32 channels)
+#: 311 s to compile, then 1.07x eager; TINY (12 channels) about 3 min cold (29 s from a warm cache), 0.95x
 CPU_REFUSAL = (
     "compile (--compile) is refused on a CPU: inductor takes minutes to compile the model there and the "
     "result is no faster; on a CPU use --dtype bf16 (where it has native bfloat16), or compile on a GPU"
