@@ -26,6 +26,7 @@ from torch import nn
 
 from rvrt import zoo
 from rvrt.errors import InputError, InsufficientMemoryError
+from rvrt.inference.compiling import compile_settings, compiled_model
 from rvrt.inference.options import StageOptions, flag
 from rvrt.inference.planner import Plan, balanced_frames, plan_stage, smaller_tile
 from rvrt.inference.progress import model_tracker
@@ -52,12 +53,18 @@ def model_runner(
     Args:
         extra_channel: append a constant channel with this value (the sigma map of non-blind
             denoising models, ``sigma / 255``).
-        compile: run the model through ``torch.compile`` (``True``, or the name of a backend).
-            Tiles of one size share one compiled graph; border tiles of other sizes compile once more.
+        compile: run the model's repeated blocks through ``torch.compile`` (``True``, or the name
+            of a backend; see :mod:`rvrt.inference.compiling`). Tiles of one size share one
+            compiled graph per block; border tiles of other sizes compile once more. A compile
+            that fails falls back to the eager model with one warning (unless a backend was named).
+
+    Raises:
+        InputError: ``compile=True`` on a CPU (refused: slow to compile, no faster), an unknown backend.
     """
     autocast = dtype in (torch.float16, torch.bfloat16)
-    if compile:
-        model = torch.compile(model, backend=compile if isinstance(compile, str) else "inductor", dynamic=False)
+    settings = compile_settings(compile, device)
+    if settings is not None:
+        model = compiled_model(model, settings, device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         x = x.to(device, torch.float32)
@@ -366,6 +373,7 @@ def build_stage(
     if fixed is not None:
         options = _fixed_tile(options, net, fixed, height=height, width=width, total=total, dtype=dtype,
                               compile=compile)  # fmt: skip
+    compile_settings(compile, device)  # a refused compile: one line before any frame is restored
     common = dict(
         options=options, net=net, spec=spec, device=device, dtype=dtype, compile=compile, index=index, total=total
     )

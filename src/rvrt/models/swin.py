@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
+from rvrt.fastpath import run_fast
 from rvrt.models.layers import GEGLUMlp, IndexedModules, Mlp, conv3d_per_frame, drop_path
 
 __all__ = [
@@ -126,6 +127,8 @@ def shift_mask(size: Size3, window: Size3, shift: Size3, device: torch.device) -
 
 _BIAS_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FUSED = os.environ.get("RVRT_FUSED_ATTENTION", "1") not in ("0", "false", "False")
+#: the fused path's name in the fallback log line and memo (rvrt.fastpath)
+SDPA_OP = "window attention (scaled_dot_product_attention)"
 
 
 def fused_attention() -> bool:
@@ -186,7 +189,8 @@ class WindowAttention(nn.Module):
         if not self.has_position_bias:
             return None
         table = self.relative_position_bias_table
-        if torch.is_grad_enabled() and table.requires_grad:
+        # traced by torch.compile: the gather joins the graph (the memo's version check would break it)
+        if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling():
             return self._gather_bias(n)
         key = (n, table._version, table.device, table.dtype)
         memo = _BIAS_MEMO.setdefault(self, {})
@@ -214,9 +218,21 @@ class WindowAttention(nn.Module):
 
         ``mask`` is the ``(nW, N, N)`` shift mask of the group; only its ``[:n, :n]`` corner is used.
         """
-        b_, heads, n, d = q.shape
         if fused_attention():
-            return self._attend_fused(q, k, v, mask, bias)
+            # a fused SDPA kernel that fails on these inputs: the explicit math (logged once)
+            return run_fast(
+                SDPA_OP,
+                f"{q.device} {str(q.dtype).removeprefix('torch.')}",
+                lambda: self._attend_fused(q, k, v, mask, bias),
+                lambda: self._attend_math(q, k, v, mask, bias),
+            )
+        return self._attend_math(q, k, v, mask, bias)
+
+    def _attend_math(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The explicit reference math of :meth:`_attend`."""
+        b_, heads, n, d = q.shape
         attn = (q * self.scale) @ k.transpose(-2, -1)
         if bias is not None:
             attn = attn + bias.unsqueeze(0)

@@ -28,12 +28,16 @@ from typing import Literal
 
 import torch
 
+from rvrt.fastpath import run_fast
+
 __all__ = ["deform_conv2d", "deform_conv2d_reference", "DCNBackendError", "torchvision_status", "Backend"]
 
 log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "reference", "torchvision"]
 Pair = int | tuple[int, int]
+#: the op's name in the fallback log line and memo (rvrt.fastpath)
+OP = "deformable convolution (torchvision)"
 
 #: Upper bound on the elements of one sampled-column tensor ``(n, C_in, kh * kw, H_out * W_out)``;
 #: larger batches are processed in chunks to bound memory.
@@ -244,7 +248,9 @@ def deform_conv2d(
 
     Arguments and result as in :func:`deform_conv2d_reference`. ``backend``: ``"reference"``
     (pure PyTorch), ``"torchvision"`` (the compiled operator; :class:`DCNBackendError` if it is
-    missing or disagrees with the reference) or ``"auto"`` (torchvision when usable, else the reference).
+    missing, disagrees with the reference or fails on these inputs) or ``"auto"`` (torchvision when
+    usable, else the reference; a failure other than out of memory is logged once and the reference
+    used from then on for that device and dtype, :mod:`rvrt.fastpath`).
     """
     if backend not in ("auto", "reference", "torchvision"):
         raise ValueError(f"backend must be 'auto', 'reference' or 'torchvision'; got {backend!r}")
@@ -253,7 +259,14 @@ def deform_conv2d(
         reason = torchvision_status(input.device)
         if reason is None:
             op, _ = _torchvision_op()
-            return op(input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask)
+            # a launch that fails on these inputs: the reference (auto), or the reason (torchvision)
+            return run_fast(
+                OP,
+                f"{input.device} {str(input.dtype).removeprefix('torch.')}",
+                lambda: op(input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask),
+                lambda: deform_conv2d_reference(input, offset, weight, bias, stride, padding, dilation, mask),
+                strict=DCNBackendError if backend == "torchvision" else None,
+            )
         if backend == "torchvision":
             raise DCNBackendError(reason)
         _log_fallback(reason)

@@ -3,7 +3,9 @@
 ``reference.py`` is the specification (pure PyTorch, any device, differentiable);
 ``triton_op.py`` is a fused kernel for CUDA tensors. ``backend="auto"`` picks Triton for
 supported CUDA inputs and the reference elsewhere; asking for ``"triton"`` where it cannot
-run raises :class:`GDABackendError` instead of silently falling back. With
+run raises :class:`GDABackendError` instead of silently falling back. A kernel that fails
+to compile or launch under ``auto`` costs speed, not the run: one warning, then the reference
+for that device, dtype and shape class (forward and backward alike; :mod:`rvrt.fastpath`). With
 ``TRITON_INTERPRET=1`` the Triton backend also runs on CPU tensors in Triton's interpreter
 (slow; for tests), but ``auto`` keeps CPU tensors on the reference.
 """
@@ -16,6 +18,7 @@ from typing import Literal
 import torch
 
 from rvrt.errors import InputError, RVRTError
+from rvrt.fastpath import run_fast
 from rvrt.ops.gda.reference import gda_reference
 
 __all__ = ["guided_deformable_attention", "GDABackendError", "triton_status", "Backend"]
@@ -23,6 +26,11 @@ __all__ = ["guided_deformable_attention", "GDABackendError", "triton_status", "B
 Backend = Literal["auto", "reference", "triton"]
 logger = logging.getLogger(__name__)
 _logged_fallbacks: set[str] = set()
+#: device types that ``backend="auto"`` sends to the Triton kernels (tests add "cpu", with
+#: ``TRITON_INTERPRET=1``, to reach the dispatch and its fallback without a GPU)
+AUTO_DEVICES: tuple[str, ...] = ("cuda",)
+#: the op's name in the fallback log line and memo (rvrt.fastpath)
+OP = "guided deformable attention (Triton)"
 
 
 class GDABackendError(RVRTError, RuntimeError):
@@ -101,7 +109,10 @@ def guided_deformable_attention(
         InputError: a shape, dtype, device or option does not fit (the message names the
             expected shape).
         GDABackendError: ``backend="triton"`` where the kernels cannot run (CPU tensors without
-            ``TRITON_INTERPRET=1``, float64, triton missing, ...).
+            ``TRITON_INTERPRET=1``, float64, triton missing, ...), or where a kernel fails to
+            compile or launch (forward or backward); ``backend="auto"`` then logs the reason once
+            and uses the reference for this device, dtype and shape class (:mod:`rvrt.fastpath`).
+        torch.OutOfMemoryError: out of memory is never turned into a fallback.
     """
     kernel_size = (int(kernel_size[0]), int(kernel_size[1]))
     _check_shapes(q, kv, offset, kernel_size, attention_heads, deformable_groups, clip_size)
@@ -115,7 +126,7 @@ def guided_deformable_attention(
         return gda_reference(q, kv, offset, **args)
     if backend not in ("auto", "triton"):
         raise InputError(f"backend must be 'auto', 'reference' or 'triton'; got {backend!r}")
-    if backend == "auto" and not q.is_cuda:
+    if backend == "auto" and q.device.type not in AUTO_DEVICES:
         return gda_reference(q, kv, offset, **args)
     try:
         from rvrt.ops.gda import triton_op
@@ -126,10 +137,31 @@ def guided_deformable_attention(
     else:
         reason = triton_op.unsupported_reason(q, kv, offset)
         if reason is None:
-            return triton_op.gda_triton(q, kv, offset, **args)
+            # a kernel that fails to compile or launch: the reference (auto), or the reason (triton)
+            return run_fast(
+                OP,
+                shape_class(q, **args),
+                lambda: triton_op.gda_triton(q, kv, offset, strict=backend == "triton", **args),
+                lambda: gda_reference(q, kv, offset, **args),
+                strict=_backend_error if backend == "triton" else None,
+            )
         if backend == "triton":
             raise GDABackendError(f"the Triton GDA backend cannot run here: {reason}")
     if reason not in _logged_fallbacks:  # CUDA inputs on the slow path: say why, once
         _logged_fallbacks.add(reason)
         logger.info("guided deformable attention uses the PyTorch reference: %s", reason)
     return gda_reference(q, kv, offset, **args)
+
+
+def _backend_error(reason: str) -> GDABackendError:
+    return GDABackendError(f"the Triton GDA backend failed: {reason}")
+
+
+def shape_class(q: torch.Tensor, *, kernel_size, attention_heads, deformable_groups, clip_size) -> str:
+    """What a kernel failure depends on: device, dtype and the compile-time constants (not H, W)."""
+    kh, kw = kernel_size
+    dtype = str(q.dtype).removeprefix("torch.")
+    return (
+        f"{q.device} {dtype} C={q.shape[1]} heads={attention_heads} groups={deformable_groups} "
+        f"clip={clip_size} kernel={kh}x{kw}"
+    )

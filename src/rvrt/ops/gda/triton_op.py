@@ -19,12 +19,16 @@ import torch
 import triton
 from torch.library import triton_op, wrap_triton
 
-from rvrt.ops.gda import triton_kernels
+from rvrt.fastpath import run_fast
+from rvrt.ops.gda import _backend_error, shape_class, triton_kernels
+from rvrt.ops.gda.reference import gda_reference
 
 __all__ = ["gda_triton", "unsupported_reason"]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _LOG2E = 1.4426950408889634  # log2(e)
+#: the backward's name in the fallback log line and memo (rvrt.fastpath)
+BWD_OP = "guided deformable attention backward (Triton)"
 
 
 def _interpreting() -> bool:
@@ -134,9 +138,13 @@ def _gda_fwd(
     heads: int,
     groups: int,
     clip: int,
+    strict: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``q`` (B, C, H, W), ``kv_cl`` (N, clip, H, W, 2C), ``offset`` (B, clip*G*kh*kw*2, H, W)
-    -> output (B, C, H, W) and the base-2 log-sum-exp (B, heads, H*W) float32."""
+    -> output (B, C, H, W) and the base-2 log-sum-exp (B, heads, H*W) float32.
+
+    ``strict`` (the Triton backend was asked for by name) only travels to the backward: it then
+    raises where the backward kernel fails, instead of computing the gradients with the reference."""
     bsz, c, h, w = q.shape
     out = torch.empty((bsz, c, h, w), dtype=q.dtype, device=q.device)
     lse = torch.empty((bsz, heads, h * w), dtype=torch.float32, device=q.device)
@@ -192,17 +200,35 @@ def _gda_bwd(
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    q, kv_cl, offset, kh, kw, heads, groups, clip = inputs
+    q, kv_cl, offset, kh, kw, heads, groups, clip, strict = inputs
     out, lse = output
     ctx.save_for_backward(q, kv_cl, offset, out, lse)
     ctx.args = (kh, kw, heads, groups, clip)
+    ctx.strict = strict
+
+
+def _reference_grads(q, kv_cl, offset, dout, **args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of q, kv_cl and offset through the reference (recomputes its forward)."""
+    with torch.enable_grad():
+        leaves = [x.detach().requires_grad_() for x in (q, kv_cl.permute(0, 1, 4, 2, 3), offset)]
+        dq, dkv, doff = torch.autograd.grad(gda_reference(*leaves, **args), leaves, dout)
+    return dq, dkv.permute(0, 1, 3, 4, 2), doff
 
 
 def _backward(ctx, dout, dlse):
     # dlse is ignored: the log-sum-exp is an internal output, never exposed by gda_triton
     q, kv_cl, offset, out, lse = ctx.saved_tensors
-    dq, dkv, doff = _gda_bwd(q, kv_cl, offset, out, lse, dout, *ctx.args)
-    return dq, dkv, doff, None, None, None, None, None
+    kh, kw, heads, groups, clip = ctx.args
+    args = dict(kernel_size=(kh, kw), attention_heads=heads, deformable_groups=groups, clip_size=clip)
+    # a backward kernel that fails to compile or launch: the reference recomputes the gradients
+    dq, dkv, doff = run_fast(
+        BWD_OP,
+        shape_class(q, **args),
+        lambda: _gda_bwd(q, kv_cl, offset, out, lse, dout, *ctx.args),
+        lambda: _reference_grads(q, kv_cl, offset, dout, **args),
+        strict=_backend_error if ctx.strict else None,
+    )
+    return dq, dkv, doff, None, None, None, None, None, None
 
 
 _gda_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -217,6 +243,7 @@ def gda_triton(
     attention_heads: int,
     deformable_groups: int,
     clip_size: int,
+    strict: bool = False,
 ) -> torch.Tensor:
     """Fused guided deformable attention (differentiable). Same contract as ``gda_reference``.
 
@@ -227,6 +254,8 @@ def gda_triton(
         kv: ``(N, clip_size, 2C, H, W)``. Gathers read it channels-last; a ``kv`` whose
             memory is already channels-last (channel stride 1) is used without a copy.
         offset: ``(B, clip_size * deformable_groups * kh * kw * 2, H, W)``, ``(dy, dx)`` pairs.
+        strict: raise :class:`GDABackendError` where the backward kernel fails (the Triton
+            backend was asked for by name); otherwise the reference computes the gradients.
 
     Returns:
         ``(B, C, H, W)`` in the dtype of ``q``; float32 accumulation inside.
@@ -237,5 +266,5 @@ def gda_triton(
     kh, kw = kernel_size
     # Triton launches on the current device; autograd's backward thread sets it by itself
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
-        out, _ = _gda_fwd(q, kv_cl, offset, kh, kw, attention_heads, deformable_groups, clip_size)
+        out, _ = _gda_fwd(q, kv_cl, offset, kh, kw, attention_heads, deformable_groups, clip_size, strict)
     return out
