@@ -5,23 +5,26 @@ repository root::
 
     PYTHONPATH=src python benchmarks/gpu_suite.py --device cuda --out /tmp/gpu_suite
 
-It finishes within ``--budget-s`` (default 420 s) plus ``--grace-s`` (default 60 s) and writes
+It takes at most ``--budget-s`` (default 420 s) plus ``--grace-s`` (default 60 s) and writes
 ``summary.md`` (device, date, versions, commit, command, each section's status and time) and one
-``<key>_<name>.md`` per section. On a CPU, reduced (tiny configs of the same architectures, a few
-frames; CI runs it, tests/benchmarks/test_gpu_suite.py)::
+``<key>_<name>.md`` per section into ``--out``. On a CPU, reduced (tiny configs of the same
+architectures, a few pixels and frames; CI runs it, tests/benchmarks/test_gpu_suite.py)::
 
     python benchmarks/gpu_suite.py --device cpu --quick --out /tmp/gpu_suite
 
-Sections (``--list``; ``--sections a,c`` runs a subset):
+Sections (``--list``; ``--sections a,c`` runs a subset), run in the order a b c e f g d:
 
 a. the Triton GDA tests (tests/ops/test_gda_triton*.py) in a pytest subprocess, compiled on CUDA;
 b. RVRT-001 (``rvrt.sr_bi_reds``) with Triton GDA against the reference GDA, fp32 / bf16 / fp16;
 c. GDA alone at RVRT-001 shapes: Triton, reference and the official im2col algorithm, time and peak memory;
-d. RVRT-001 and ``rvrt.sr_small`` at 320x180, 16 and 30 frames, fp32 / bf16 / fp16, eager and compiled;
+d. RVRT-001 and ``rvrt.sr_small`` at 320x180, 16 and 30 frames, fp32 / bf16 / fp16, eager, then with the
+   package's compile option (rvrt.inference.stages.model_runner, which needs PyAV to import) while time lasts;
 e. the memory model behind ``--tile auto`` against the measured peak;
-f. ``--tile auto`` on a 1280x720 clip: the tile the planner picks, whether it fits, speed, peak;
+f. ``--tile auto`` on a 1280x720 clip: the tile the planner picks, whether it fits, speed, peak
+   (``rvrt.restore_iter``; without PyAV the planner and the runner's streaming engine directly);
 g. the official RVRT with its own CUDA op beside ours (only with ``RVRT_OFFICIAL_DIR``, an extracted
-   official checkout; its code is imported from there and never part of this project).
+   official checkout; its code is imported from a patched temporary copy and is never part of this
+   project; building its op takes minutes: give it ``--sections g`` or a larger ``--budget-s``).
 
 Each section runs in its own process (a crash or a broken CUDA context ends that section only), writes
 its table row by row (a killed run keeps the rows done), and is recorded as pass, partial (rows cut by
@@ -186,7 +189,8 @@ class Ctx:
 def _is_oom(err: BaseException) -> bool:
     import torch
 
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(err, oom) or "out of memory" in str(err).lower()
 
 
 def have_av() -> bool:
@@ -581,8 +585,7 @@ def section_e(ctx: Ctx) -> str:
         points = [(RVRT_001, 2, 16, 16, "fp32")]
     else:
         points = [(RVRT_001, 6, 128, 128, "fp32"), (RVRT_001, 16, 180, 320, "fp32"), (RVRT_001, 16, 180, 320, "bf16"),
-                  (RVRT_001, 30, 180, 320, "fp32"), (SR_SMALL, 16, 180, 320, "fp32"),
-                  (SR_SMALL, 30, 180, 320, "fp32")]  # fmt: skip
+                  (RVRT_001, 30, 180, 320, "fp32"), (SR_SMALL, 30, 180, 320, "fp32")]  # fmt: skip
     what = "torch.cuda.max_memory_allocated" if ctx.cuda else "the resident set's growth"
     table = Table(
         ctx.out / "e_memory_model.md",
@@ -793,6 +796,9 @@ class Section:
     gate: Callable[[], str | None] = lambda: None
 
 
+#: the order they run in: whole-model timing (d), whose compile rows can take minutes each, last but for
+#: the optional official comparison (g) before it, so that neither starves the quick sections
+RUN_ORDER = "abcefgd"
 SECTIONS = {
     s.key: s
     for s in (
@@ -949,7 +955,7 @@ def _finish_table(path: Path, title: str, result: dict, output: str) -> None:
         path.write_text(f"# {title}\n")
     if result["status"] in ("skip", "partial"):
         with path.open("a") as f:
-            f.write(f"\n{result['status']}: {result['note']}\n")
+            f.write(f"\n{result['note'] if result['status'] == 'skip' else 'partial: ' + result['note']}\n")
     if result["status"] == "fail" and output.strip():
         tail = "\n".join(output.rstrip().splitlines()[-40:])
         with path.open("a") as f:
@@ -982,7 +988,7 @@ def write_summary(args, env: dict, started: float, results: dict[str, dict], arg
         "| section | title | status | time s | note | table |",
         "|---|---|---|---:|---|---|",
     ]
-    for key, r in results.items():
+    for key, r in sorted(results.items()):
         sec = SECTIONS[key]
         lines.append(
             f"| {key} | {cell(sec.title)} | {r['status']} | {r.get('seconds', 0):.1f} | {cell(r['note'])} | "
@@ -1038,7 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
     env_child = start_child("env", args, deadline)  # beside the first section: it only reads versions
     env: dict | None = None
     results: dict[str, dict] = {}
-    for key in args.sections:
+    for key in sorted(args.sections, key=RUN_ORDER.index):
         sec = SECTIONS[key]
         path = args.out / sec.filename
         path.unlink(missing_ok=True)

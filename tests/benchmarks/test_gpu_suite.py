@@ -239,15 +239,17 @@ def test_pytest_output_is_parsed() -> None:
         "PASSED tests/ops/test_gda_triton.py::test_a[cuda]\n"
         "FAILED tests/ops/test_gda_triton.py::test_b[cpu] - AssertionError: 3e-2 > 1e-5\n"
         "SKIPPED [2] tests/ops/test_gda_triton.py:167: needs a CUDA GPU\n"
-        "1 failed, 1 passed, 2 skipped in 3.21s\n"
+        "ERROR tests/ops/test_gda_triton_model.py::test_c - RuntimeError: CUDA error: an illegal memory access\n"
+        "1 failed, 1 passed, 2 skipped, 1 error in 3.21s\n"
     )
     rows, counts = gpu_suite.parse_pytest(out)
     assert rows == [
         ("passed", "tests/ops/test_gda_triton.py::test_a[cuda]", ""),
         ("failed", "tests/ops/test_gda_triton.py::test_b[cpu]", "AssertionError: 3e-2 > 1e-5"),
         ("skipped", "tests/ops/test_gda_triton.py:167", "needs a CUDA GPU"),
+        ("error", "tests/ops/test_gda_triton_model.py::test_c", "RuntimeError: CUDA error: an illegal memory access"),
     ]
-    assert counts == {"passed": 1, "failed": 1, "errors": 0, "skipped": 2}
+    assert counts == {"passed": 1, "failed": 1, "errors": 1, "skipped": 2}
 
 
 def test_sections_option_and_list() -> None:
