@@ -38,6 +38,7 @@ machine without it; ``RVRT_GPU_SUITE_FAULT=<key>=raise|crash|sleep:<s>`` breaks 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import gc
@@ -917,6 +918,18 @@ class Child:
     pump: threading.Thread
 
 
+_RUNNING: dict[str, Child] = {}
+
+
+def _stop_children(signum, frame) -> None:
+    """SIGTERM/SIGINT (``timeout`` around the suite): the sections' processes, in sessions of their own,
+    would outlive it; end them first."""
+    for child in list(_RUNNING.values()):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.proc.pid, signal.SIGKILL)
+    raise SystemExit(128 + signum)
+
+
 def start_child(key: str, args: argparse.Namespace, deadline: float) -> Child:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", key, "--device", args.device, "--out",
            str(args.out), "--deadline", repr(deadline)] + (["--quick"] if args.quick else [])  # fmt: skip
@@ -928,14 +941,17 @@ def start_child(key: str, args: argparse.Namespace, deadline: float) -> Child:
     lines: list[str] = []
     pump = threading.Thread(target=_pump, args=(proc.stdout, key, lines), daemon=True)
     pump.start()
-    return Child(key, proc, lines, pump)
+    _RUNNING[key] = Child(key, proc, lines, pump)
+    return _RUNNING[key]
 
 
 def finish_child(child: Child, limit_s: float) -> tuple[dict, str]:
     """Wait for ``child`` at most ``limit_s``; its result, and its output (for the table of a failure)."""
     try:
         child.proc.wait(timeout=max(limit_s, 1))
+        _RUNNING.pop(child.key, None)
     except subprocess.TimeoutExpired:
+        _RUNNING.pop(child.key, None)
         os.killpg(child.proc.pid, signal.SIGKILL)  # the section's process and what it started (pytest)
         child.proc.wait()
         child.pump.join(5)
@@ -1039,6 +1055,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return run_child(args)
     args.out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _stop_children)
+    signal.signal(signal.SIGINT, _stop_children)
     started = time.time()
     deadline = started + args.budget_s
     env_child = start_child("env", args, deadline)  # beside the first section: it only reads versions
@@ -1056,7 +1074,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"== {key}: {sec.title}", flush=True)
             child = start_child(key, args, deadline)
-            result, output = finish_child(child, deadline + args.grace_s - time.time())
+            try:
+                result, output = finish_child(child, deadline + args.grace_s - time.time())
+            except SystemExit as stop:  # SIGTERM/SIGINT: the summary still says how far the run got
+                results[key] = {"status": "fail", "note": f"stopped by a signal (exit {stop.code})", "seconds": 0.0}
+                write_summary(args, env or {}, started, results, argv)
+                raise
         result["seconds"] = time.time() - t0
         if env is None:
             env, _ = finish_child(env_child, 120)

@@ -264,3 +264,29 @@ def test_the_module_imports_neither_torch_nor_pyav() -> None:
     code = f"import runpy, sys; runpy.run_path({str(SUITE)!r}); print([m for m in ('torch', 'av') if m in sys.modules])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_sigterm_ends_the_running_section_and_keeps_the_summary(tmp_path) -> None:
+    """``timeout`` around the suite sends SIGTERM: the section's process (in a session of its own) must not
+    outlive the suite, and the summary says where it stopped."""
+    cmd = [sys.executable, str(SUITE), "--device", "cpu", "--quick", "--sections", "c", "--out", str(tmp_path)]
+    env = dict(os.environ, RVRT_GPU_SUITE_FAULT="c=sleep:60")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("== c:"):
+            break
+    time.sleep(1)
+    proc.terminate()
+    assert proc.wait(timeout=30) == 128 + 15
+    proc.stdout.close()
+    assert sections(tmp_path)["c"]["note"] == "stopped by a signal (exit 143)"
+    time.sleep(0.5)
+    left = [p for p in Path("/proc").glob("[0-9]*") if str(tmp_path) in _cmdline(p)]
+    assert not left, [_cmdline(p) for p in left]
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
