@@ -414,7 +414,8 @@ def section_b(ctx: Ctx) -> str:
         ctx.out / "b_model_agreement.md",
         "b. RVRT-001: Triton GDA against the reference GDA",
         ["gda", "dtype", "s", "max abs vs fp32 reference", "rel L2 vs fp32 reference", "check", "note"],
-        [f"{spec.name}, {n_gda} GDA modules, {t} frames of {h}x{w} LR on {ctx.device}, weights: {weights}.",
+        [f"{spec.name}, {n_gda} GDA modules, {t} frames of {h}x{w} LR on {ctx.device}, weights: {weights}; "
+         "s: one call (Triton's first includes compiling its kernels; section d has the speed).",
          "check: Triton fp32 within rel L2 1e-3 of the reference; Triton half precision within 3x (+1e-3) of the "
          "reference's own half-precision error."],
     )  # fmt: skip
