@@ -128,16 +128,40 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_ms(fn: Callable[[], object], device: str, repeat: int) -> float:
-    fn()  # warm-up: compilation, autotuning, allocator
-    times = []
-    for _ in range(repeat):
-        _sync(device)
-        t0 = time.perf_counter()
+def time_ms(fn: Callable[[], object], device: str, repeat: int, warmup: int = 1) -> float:
+    """Median milliseconds of ``repeat`` calls after ``warmup`` untimed ones (compilation, autotuning,
+    allocator): CUDA events on a CUDA device (the kernels' time, not the host's), else the host clock."""
+    for _ in range(warmup):
         fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = []
+    cuda = device.startswith("cuda")
+    for _ in range(repeat):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    _sync(device)
     return statistics.median(times)
+
+
+def triton_skip_reason(device: str, dtype: torch.dtype) -> str | None:
+    """Why the Triton row cannot run on ``device`` in ``dtype`` (None: it can)."""
+    if not device.startswith("cuda"):
+        return "needs CUDA"
+    try:
+        from rvrt.ops.gda import triton_status
+
+        probe = make_inputs(Problem(c=4, heads=2, groups=2, h=2, w=2), device, dtype)
+        return triton_status(*probe)
+    except ImportError as err:
+        return f"triton cannot be imported ({err})"
 
 
 def bench_one(name: str, p: Problem, device: str, dtype: torch.dtype, repeat: int, truth) -> dict:
@@ -213,11 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.impl:
         if name == "triton":
-            from rvrt.ops.gda import triton_status
-
-            probe = make_inputs(Problem(c=4, heads=2, groups=2, h=2, w=2), args.device, dtype)
-            reason = None if args.device.startswith("cuda") else "needs CUDA"
-            reason = reason or triton_status(*probe)
+            reason = triton_skip_reason(args.device, dtype)
             if reason:
                 print(f"| triton | skipped: {reason} | | | | | |")
                 continue

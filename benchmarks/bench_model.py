@@ -40,12 +40,15 @@ import rvrt  # noqa: E402
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def build(model_name: str, device: str) -> torch.nn.Module:
+def build(model, device: str, weights=None) -> torch.nn.Module:
+    """``model`` (a name or a :class:`rvrt.zoo.ModelSpec`) with ``weights`` (see :func:`rvrt.create_model`),
+    or seeded random weights whose offset heads are not zero."""
     torch.manual_seed(0)
-    model = rvrt.create_model(model_name)
-    with torch.no_grad():  # the published init zeroes the offset heads; real weights do not
-        for name in model.deform_align:
-            torch.nn.init.normal_(model.deform_align[name].conv_offset[-1].weight, std=1e-3)
+    model = rvrt.create_model(model, weights=weights)
+    if weights is None:
+        with torch.no_grad():  # the published init zeroes the offset heads; real weights do not
+            for name in model.deform_align:
+                torch.nn.init.normal_(model.deform_align[name].conv_offset[-1].weight, std=1e-3)
     return model.to(device).eval()
 
 
