@@ -17,8 +17,9 @@ from typing import Literal
 
 import torch
 
-from rvrt.errors import InputError, RVRTError
+from rvrt.errors import InputError
 from rvrt.fastpath import run_fast
+from rvrt.ops.gda.errors import GDABackendError, backend_error, shape_class
 from rvrt.ops.gda.reference import gda_reference
 
 __all__ = ["guided_deformable_attention", "GDABackendError", "triton_status", "Backend"]
@@ -31,10 +32,6 @@ _logged_fallbacks: set[str] = set()
 AUTO_DEVICES: tuple[str, ...] = ("cuda",)
 #: the op's name in the fallback log line and memo (rvrt.fastpath)
 OP = "guided deformable attention (Triton)"
-
-
-class GDABackendError(RVRTError, RuntimeError):
-    """An explicitly requested GDA backend cannot run on these inputs."""
 
 
 def triton_status(*tensors: torch.Tensor) -> str | None:
@@ -143,7 +140,7 @@ def guided_deformable_attention(
                 shape_class(q, **args),
                 lambda: triton_op.gda_triton(q, kv, offset, strict=backend == "triton", **args),
                 lambda: gda_reference(q, kv, offset, **args),
-                strict=_backend_error if backend == "triton" else None,
+                strict=backend_error if backend == "triton" else None,
             )
         if backend == "triton":
             raise GDABackendError(f"the Triton GDA backend cannot run here: {reason}")
@@ -151,17 +148,3 @@ def guided_deformable_attention(
         _logged_fallbacks.add(reason)
         logger.info("guided deformable attention uses the PyTorch reference: %s", reason)
     return gda_reference(q, kv, offset, **args)
-
-
-def _backend_error(reason: str) -> GDABackendError:
-    return GDABackendError(f"the Triton GDA backend failed: {reason}")
-
-
-def shape_class(q: torch.Tensor, *, kernel_size, attention_heads, deformable_groups, clip_size) -> str:
-    """What a kernel failure depends on: device, dtype and the compile-time constants (not H, W)."""
-    kh, kw = kernel_size
-    dtype = str(q.dtype).removeprefix("torch.")
-    return (
-        f"{q.device} {dtype} C={q.shape[1]} heads={attention_heads} groups={deformable_groups} "
-        f"clip={clip_size} kernel={kh}x{kw}"
-    )

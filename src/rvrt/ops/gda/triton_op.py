@@ -20,7 +20,8 @@ import triton
 from torch.library import triton_op, wrap_triton
 
 from rvrt.fastpath import run_fast
-from rvrt.ops.gda import _backend_error, shape_class, triton_kernels
+from rvrt.ops.gda import triton_kernels
+from rvrt.ops.gda.errors import backend_error, shape_class
 from rvrt.ops.gda.reference import gda_reference
 
 __all__ = ["gda_triton", "unsupported_reason"]
@@ -226,7 +227,7 @@ def _backward(ctx, dout, dlse):
         shape_class(q, **args),
         lambda: _gda_bwd(q, kv_cl, offset, out, lse, dout, *ctx.args),
         lambda: _reference_grads(q, kv_cl, offset, dout, **args),
-        strict=_backend_error if ctx.strict else None,
+        strict=backend_error if ctx.strict else None,
     )
     return dq, dkv, doff, None, None, None, None, None, None
 
