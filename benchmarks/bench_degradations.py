@@ -31,8 +31,8 @@ import time
 import numpy as np
 import torch
 
-from rvrt.data.datasets import SyntheticFrames
 from rvrt.data.realworld import RealDegradation
+from rvrt.data.sources import SyntheticFrames
 from rvrt.train import Trainer, load_recipe
 
 STAGES = ("blur", "resize", "noise", "jpeg", "video")

@@ -16,9 +16,11 @@ from PIL import Image
 
 from media import REAL, REAL_MISSING, make_video, smooth_frames
 from rvrt.data import realworld as rw
+from rvrt.data.compression import codec_available, compress_video, jpeg
 from rvrt.data.datasets import build_dataset
 from rvrt.data.frames import read_image
-from rvrt.data.realworld import RealDegradation, blur_kernel, check_config, compress_video, jpeg, sinc_kernel
+from rvrt.data.kernels import _filter, blur_kernel, motion_kernel, sinc_kernel
+from rvrt.data.realworld import RealDegradation, check_config
 from rvrt.errors import InputError
 
 DEMO = REAL / "ckkelvinchan+BasicVSR_PlusPlus" / "data" / "demo_000"
@@ -117,13 +119,13 @@ def test_sinc_kernel_is_a_low_pass_at_its_cutoff():
 
 
 def test_motion_kernel_is_a_line_of_its_length():
-    k = rw.motion_kernel(21, 9.0, 0.0)
+    k = motion_kernel(21, 9.0, 0.0)
     assert k.sum() == pytest.approx(1.0)
     m = _moments(k)
     # horizontal, 9 px long: the variance of a uniform segment (plus the bilinear splat's spread)
     assert m[0, 0] == pytest.approx(81 / 12, rel=0.1) and abs(m[1, 1]) < 1e-9
     assert np.flatnonzero(k.sum(0)).tolist() == list(range(5, 16)) and np.flatnonzero(k.sum(1)).tolist() == [10]
-    diagonal = _moments(rw.motion_kernel(21, 9.0, math.pi / 4))
+    diagonal = _moments(motion_kernel(21, 9.0, math.pi / 4))
     assert diagonal[0, 1] == pytest.approx(diagonal[0, 0], rel=0.05) and diagonal[0, 0] > 2
 
 
@@ -132,7 +134,7 @@ def test_fft_filter_equals_a_reflect_padded_convolution():
     k = blur_kernel(15, 2.0, 0.8, 0.4)
     flipped = torch.from_numpy(k[::-1, ::-1].copy()).float()[None, None]  # conv2d is a correlation
     ref = F.conv2d(F.pad(x.reshape(6, 1, 37, 50), (7, 7, 7, 7), mode="reflect"), flipped).reshape(2, 3, 37, 50)
-    assert torch.allclose(rw._filter(x, k), ref, atol=1e-5)
+    assert torch.allclose(_filter(x, k), ref, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- noise
@@ -195,7 +197,7 @@ def _reference_encode(tmp_path, clip, codec, options, gop, bframes, bit_rate=Non
             "libx265",
             "crf",
             {"preset": "ultrafast", "crf": "30", "x265-params": "log-level=error:keyint=5:bframes=2"},
-            marks=pytest.mark.skipif(not rw.codec_available("libx265"), reason="no libx265 in this PyAV build"),
+            marks=pytest.mark.skipif(not codec_available("libx265"), reason="no libx265 in this PyAV build"),
         ),
     ],
 )
@@ -297,7 +299,7 @@ def test_sampled_parameters_honour_ranges_and_probabilities():
 
 
 def test_a_missing_encoder_falls_back_and_the_choice_is_recorded(monkeypatch):
-    monkeypatch.setattr(rw, "codec_available", lambda name: name != "libx265")
+    monkeypatch.setattr("rvrt.data.compression.codec_available", lambda name: name != "libx265")
     deg = RealDegradation({"first": {"codecs": {"libx265": 1.0}}}, scale=1)
     p = deg.sample(np.random.default_rng(0))["first"]["video"]
     assert p["codec_requested"] == "libx265" and p["codec"] == "libx264"

@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 
 from rvrt.data.datasets import (
     VideoClipDataset,
-    area_downsample,
     build_dataset,
 )
+from rvrt.data.degradations import area_downsample
 from rvrt.data.sources import FolderFrames, discover_sequences
 from rvrt.data.transforms import apply_augment, augment_flags
 from rvrt.errors import InputError

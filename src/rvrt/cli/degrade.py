@@ -153,7 +153,7 @@ def _degrade_real(deg, imgs, seed: int, index: int, key: str):
     """One sequence through the real-world pipeline: one parameter draw, chunks of REAL_CHUNK frames."""
     import numpy as np
 
-    from rvrt.data.realworld import to_uint8
+    from rvrt.data.compression import to_uint8
 
     imgs = list(imgs)
     if len({i.shape for i in imgs}) > 1:

@@ -28,28 +28,29 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rvrt.data.degradations import Degrade, make_degradation
 from rvrt.data.realworld import RealDegradation
-from rvrt.data.sources import FolderFrames, FrameSource, MultiSource, discover_sequences, open_source
+from rvrt.data.sources import (
+    FolderFrames,
+    FrameSource,
+    MultiSource,
+    SyntheticFrames,
+    discover_sequences,
+    open_source,
+)
 from rvrt.data.transforms import apply_augment, augment_flags, clip_to_tensor, crop, random_crop_box
 from rvrt.errors import InputError
 
 __all__ = [
-    "Degrade",
     "REDS4",
     "REDS_OFFICIAL_VAL",
     "VideoClipDataset",
     "VideoEvalDataset",
-    "SyntheticFrames",
     "DATASETS",
     "build_dataset",
-    "make_degradation",
-    "area_downsample",
 ]
 
 log = logging.getLogger(__name__)
-
-#: ``(H, W, 3)`` uint8 GT frame -> ``(H / s, W / s, 3)`` uint8 LQ frame
-Degrade = Callable[[np.ndarray], np.ndarray]
 
 #: REDS clips held out for testing (REDS4), and the official validation clips after KAIR's
 #: regrouping (val 000-029 renamed 240-269 inside the train folders)
@@ -58,41 +59,6 @@ REDS_OFFICIAL_VAL = tuple(f"{i:03d}" for i in range(240, 270))
 
 
 # --------------------------------------------------------------------------- degradations
-def area_downsample(img: np.ndarray, scale: int) -> np.ndarray:
-    """Mean of each ``scale x scale`` block, rounded to uint8. A cheap, dependency-free
-    degradation (synthetic data, smoke tests); not the BI protocol of published results."""
-    h, w = img.shape[0] // scale * scale, img.shape[1] // scale * scale
-    blocks = img[:h, :w].astype(np.float32).reshape(h // scale, scale, w // scale, scale, -1)
-    return np.clip(np.rint(blocks.mean(axis=(1, 3))), 0, 255).astype(np.uint8)
-
-
-def _as_uint8(img: np.ndarray) -> np.ndarray:
-    # stored LQ datasets are 8-bit images, so on-the-fly LQ is rounded the same way
-    if img.dtype == np.uint8:
-        return img
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-def make_degradation(name: str, scale: int, *, blur_sigma: float = 1.6) -> Degrade:
-    """GT -> LQ function by name.
-
-    ``"bi"``: MATLAB-exact bicubic downsampling (antialiased); ``"bd"``: Gaussian blur
-    (``blur_sigma``) then every ``scale``-th pixel; ``"area"``: block mean. ``bi``/``bd`` come
-    from :mod:`rvrt.data.degradations`.
-    """
-    if name == "area":
-        return lambda img: area_downsample(img, scale)
-    if name in ("bi", "bd"):
-        try:
-            from rvrt.data import degradations
-        except ImportError as err:  # the module ships with rvrt; a partial install lacks it
-            raise InputError(f"degradation {name!r} needs rvrt.data.degradations: {err}") from err
-        if name == "bi":
-            return lambda img: _as_uint8(degradations.imresize(img, 1.0 / scale))
-        return lambda img: _as_uint8(degradations.bd_degrade(img, scale=scale, sigma=blur_sigma))
-    raise InputError(f"unknown degradation {name!r}; use 'bi', 'bd', 'area' or (in a dataset table) 'real'")
-
-
 def _sample_rng(seed: int, key: Any) -> tuple[int, np.random.Generator]:
     """``key`` is an index, or ``(index, epoch)`` from the training samplers."""
     if isinstance(key, (tuple, list)):
@@ -329,40 +295,6 @@ class VideoEvalDataset(Dataset):
         else:
             lq_t = clip_to_tensor(lq)
         return {"lq": lq_t, "gt": gt_t, "key": seq}
-
-
-# --------------------------------------------------------------------------- synthetic frames
-class SyntheticFrames(FrameSource):
-    """Procedural videos (smooth colour texture moving at a constant random velocity), for
-    smoke tests and benchmarks that need no files. Deterministic in ``seed``."""
-
-    def __init__(
-        self, *, count: int = 4, frames: int = 8, size: Sequence[int] = (128, 128), speed: int = 3, seed: int = 0
-    ) -> None:
-        if count < 1 or frames < 1 or len(size) != 2 or min(size) < 1:
-            raise InputError(f"synthetic data needs count, frames and size >= 1; got {count}, {frames}, {list(size)}")
-        self.root = Path("<synthetic>")
-        self.size, self.speed, self.seed = (int(size[0]), int(size[1])), int(speed), int(seed)
-        self.frames = {f"synthetic_{i:03d}": [f"{t:05d}" for t in range(frames)] for i in range(count)}
-        self._names = list(self.frames)
-
-    def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed % 2**32, self._names.index(seq)])
-        h, w = self.size
-        n = len(self.frames[seq])
-        pad = self.speed * n
-        yy, xx = np.mgrid[0 : h + 2 * pad, 0 : w + 2 * pad].astype(np.float32)
-        canvas = np.zeros((h + 2 * pad, w + 2 * pad, 3), np.float32)
-        for c in range(3):
-            for _ in range(4):
-                fy, fx = rng.uniform(0.01, 0.15, 2)
-                canvas[..., c] += np.sin(fy * yy + fx * xx + rng.uniform(0, 2 * np.pi)) * rng.uniform(10, 40)
-        for _ in range(6):  # a few flat rectangles give sharp edges to restore
-            y, x = rng.integers(0, h + pad, 2)
-            canvas[y : y + rng.integers(4, h // 2 + 5), x : x + rng.integers(4, w // 2 + 5)] = rng.uniform(-60, 60, 3)
-        canvas = np.clip(canvas + 128, 0, 255).astype(np.uint8)
-        vy, vx = rng.integers(-self.speed, self.speed + 1, 2)
-        return [canvas[pad + vy * t : pad + vy * t + h, pad + vx * t : pad + vx * t + w] for t in ids]
 
 
 # --------------------------------------------------------------------------- builders

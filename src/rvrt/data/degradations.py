@@ -8,6 +8,8 @@
   (see :data:`BD_VARIANTS`).
 * :func:`add_gaussian_noise` is the noise of the denoising benchmarks (sigma on the 0..255
   scale, no clipping), drawn from a seeded torch generator.
+* :func:`make_degradation` turns a name (``"bi"``, ``"bd"``, ``"area"``) into the uint8 GT -> LQ
+  frame function the datasets apply on the fly.
 
 Layouts: numpy arrays are images, ``(H, W)`` or ``(H, W, C)``; torch tensors are channel first,
 ``(..., H, W)``. Integer images (uint8, uint16, ...) are computed in float64 and rounded half away
@@ -34,6 +36,9 @@ __all__ = [
     "BDVariant",
     "BD_VARIANTS",
     "resize_weights",
+    "Degrade",
+    "make_degradation",
+    "area_downsample",
 ]
 
 Array = np.ndarray | torch.Tensor
@@ -313,3 +318,42 @@ def add_gaussian_noise(
     noise = noise * torch.tensor(sigma_255 / 255.0, dtype=torch.float32)
     out = t + noise.to(device=t.device, dtype=t.dtype)
     return out if is_tensor else out.numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# GT -> LQ frame functions by name (the on-the-fly degradations of the datasets)
+# ---------------------------------------------------------------------------------------------
+
+#: ``(H, W, 3)`` uint8 GT frame -> ``(H / s, W / s, 3)`` uint8 LQ frame
+Degrade = Callable[[np.ndarray], np.ndarray]
+
+
+def area_downsample(img: np.ndarray, scale: int) -> np.ndarray:
+    """Mean of each ``scale x scale`` block, rounded to uint8. A cheap, dependency-free
+    degradation (synthetic data, smoke tests); not the BI protocol of published results."""
+    h, w = img.shape[0] // scale * scale, img.shape[1] // scale * scale
+    blocks = img[:h, :w].astype(np.float32).reshape(h // scale, scale, w // scale, scale, -1)
+    return np.clip(np.rint(blocks.mean(axis=(1, 3))), 0, 255).astype(np.uint8)
+
+
+def _as_uint8(img: np.ndarray) -> np.ndarray:
+    # stored LQ datasets are 8-bit images, so on-the-fly LQ is rounded the same way
+    if img.dtype == np.uint8:
+        return img
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def make_degradation(name: str, scale: int, *, blur_sigma: float = 1.6) -> Degrade:
+    """GT -> LQ function by name.
+
+    ``"bi"``: MATLAB-exact bicubic downsampling (antialiased, :func:`imresize`); ``"bd"``:
+    Gaussian blur (``blur_sigma``) then every ``scale``-th pixel (:func:`bd_degrade`); ``"area"``:
+    block mean (:func:`area_downsample`).
+    """
+    if name == "area":
+        return lambda img: area_downsample(img, scale)
+    if name == "bi":
+        return lambda img: _as_uint8(imresize(img, 1.0 / scale))
+    if name == "bd":
+        return lambda img: _as_uint8(bd_degrade(img, scale=scale, sigma=blur_sigma))
+    raise InputError(f"unknown degradation {name!r}; use 'bi', 'bd', 'area' or (in a dataset table) 'real'")

@@ -18,52 +18,32 @@ docs/TRAINING.md). One set of parameters is drawn per clip (one camera, one enco
 noise draws and the codec's frame types differ between frames. Drawing (:meth:`RealDegradation.sample`)
 is separate from applying (:meth:`RealDegradation.apply`): the parameters are a plain dict, and
 ``apply`` is a pure function of the clip and that dict (the noise has its own seed in it).
+
+This module holds the configuration, the sampling and :class:`RealDegradation`; the blur kernels
+are in :mod:`rvrt.data.kernels`, JPEG and video compression in :mod:`rvrt.data.compression`.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import io
-import logging
 import math
 import time
 from collections.abc import Mapping
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rvrt.data.compression import CODEC_DECODERS, _to_float, _usable_codec, compress_video, jpeg, to_uint8
+from rvrt.data.kernels import _filter, _kernel
 from rvrt.errors import InputError
 
-__all__ = [
-    "DEFAULTS",
-    "KERNELS",
-    "CODEC_DECODERS",
-    "RealDegradation",
-    "check_config",
-    "blur_kernel",
-    "sinc_kernel",
-    "motion_kernel",
-    "jpeg",
-    "compress_video",
-    "codec_available",
-    "to_uint8",
-]
-
-log = logging.getLogger(__name__)
+__all__ = ["DEFAULTS", "KERNELS", "RealDegradation", "check_config"]
 
 #: blur kernel families (Real-ESRGAN's list, plus motion blur)
 KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso", "motion")
-#: encoder -> decoder; the order is also the fall-back order when an encoder is missing
-CODEC_DECODERS = {"libx264": "h264", "libx265": "hevc", "mpeg4": "mpeg4", "mpeg2video": "mpeg2video"}
 RESIZE_MODES = ("area", "bilinear", "bicubic")
-#: frame rate given to the encoders (bitrate mode is in bits per pixel per frame, so it cancels)
-FPS = 25
-#: smallest frame side given to an encoder (smaller clips are padded)
-_MIN_SIZE = {"libx265": 64}
 
 _COMPRESSION = {
     "jpeg_prob": 1.0,
@@ -224,204 +204,6 @@ def check_config(table: Mapping[str, Any] | None, where: str = "data.train.real"
         raise InputError(f"{_join(where, 'second_order_prob')} must be a probability in [0, 1]; got {p!r}")
     out["second_order_prob"] = float(p)
     return out
-
-
-# --------------------------------------------------------------------------- kernels
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    r = np.arange(size, dtype=np.float64) - size // 2
-    return np.meshgrid(r, r, indexing="xy")
-
-
-def blur_kernel(
-    size: int, sigma_x: float, sigma_y: float, theta: float = 0.0, *, shape: str = "gaussian", beta: float = 1.0
-) -> np.ndarray:
-    """A ``size x size`` (odd) kernel summing to 1, of covariance ``R(theta) diag(sx^2, sy^2) R^T``.
-
-    ``shape``: ``"gaussian"`` ``exp(-q / 2)``, ``"generalized"`` ``exp(-q^beta / 2)`` (beta < 1
-    heavier tails, > 1 flatter top), ``"plateau"`` ``1 / (1 + q^beta)``, where ``q = x^T S^-1 x``.
-    """
-    xx, yy = _grid(size)
-    c, s = math.cos(theta), math.sin(theta)
-    u, v = c * xx + s * yy, -s * xx + c * yy  # coordinates along the rotated axes
-    q = (u / sigma_x) ** 2 + (v / sigma_y) ** 2
-    if shape == "gaussian":
-        k = np.exp(-0.5 * q)
-    elif shape == "generalized":
-        k = np.exp(-0.5 * q**beta)
-    elif shape == "plateau":
-        k = 1.0 / (1.0 + q**beta)
-    else:
-        raise InputError(f"unknown kernel shape {shape!r}")
-    return k / k.sum()
-
-
-def sinc_kernel(size: int, omega: float) -> np.ndarray:
-    """Circular low-pass (2-D sinc, cutoff ``omega`` rad/pixel): ringing and overshoot artefacts."""
-    xx, yy = _grid(size)
-    r = torch.from_numpy(np.hypot(xx, yy))
-    safe = torch.where(r > 0, r, torch.ones_like(r))
-    k = omega * torch.special.bessel_j1(omega * safe) / (2 * math.pi * safe)
-    k = torch.where(r > 0, k, torch.full_like(k, omega**2 / (4 * math.pi))).numpy()
-    return k / k.sum()
-
-
-def motion_kernel(size: int, length: float, theta: float) -> np.ndarray:
-    """A straight motion path of ``length`` pixels at angle ``theta``, splatted bilinearly."""
-    k = np.zeros((size, size), np.float64)
-    length = min(length, size - 1)
-    n = max(2, int(math.ceil(length * 4)))
-    t = np.linspace(-length / 2, length / 2, n)
-    x, y = t * math.cos(theta) + size // 2, t * math.sin(theta) + size // 2
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    fx, fy = x - x0, y - y0
-    for dy, dx, w in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
-        np.add.at(k, (np.clip(y0 + dy, 0, size - 1), np.clip(x0 + dx, 0, size - 1)), w)
-    return k / k.sum()
-
-
-def _kernel(p: Mapping[str, Any]) -> np.ndarray:
-    kind, size = p["kind"], p["size"]
-    if kind == "sinc":
-        return sinc_kernel(size, p["omega"])
-    if kind == "motion":
-        return motion_kernel(size, p["length"], p["theta"])
-    shape = next((f for f in ("generalized", "plateau") if kind.startswith(f)), "gaussian")
-    return blur_kernel(size, p["sigma_x"], p["sigma_y"], p["theta"], shape=shape, beta=p.get("beta", 1.0))
-
-
-def _filter(x: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
-    """``(T, C, H, W)`` convolved with one 2-D kernel (true convolution), reflected borders.
-
-    Computed as a product of FFTs: for the 7-21 tap kernels here that is several times faster on
-    the CPU than ``conv2d``, and equal to it within float32 rounding."""
-    pad = kernel.shape[0] // 2
-    t, c, h, w = x.shape
-    mode = "reflect" if pad < min(h, w) else "replicate"
-    y = F.pad(x.reshape(t * c, 1, h, w), (pad, pad, pad, pad), mode=mode)[:, 0]
-    size = y.shape[-2:]
-    k = torch.from_numpy(np.ascontiguousarray(kernel)).to(torch.float32)
-    spectrum = torch.fft.rfft2(y.float(), s=size) * torch.fft.rfft2(k, s=size)
-    # circular convolution: output (i, j) holds the kernel centred at (i - pad, j - pad)
-    out = torch.fft.irfft2(spectrum, s=size)[:, 2 * pad : 2 * pad + h, 2 * pad : 2 * pad + w]
-    return out.reshape(t, c, h, w).to(x.dtype)
-
-
-# --------------------------------------------------------------------------- compression
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``(T, 3, H, W)`` float -> ``(T, H, W, 3)`` uint8 (clamped, rounded)."""
-    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def _to_float(clip: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float().div_(255)
-
-
-def jpeg(clip: np.ndarray, quality: int) -> np.ndarray:
-    """Every frame of a ``(T, H, W, 3)`` uint8 clip through Pillow's JPEG encoder and back."""
-    from PIL import Image
-
-    out = []
-    for frame in clip:
-        buf = io.BytesIO()
-        Image.fromarray(frame).save(buf, format="JPEG", quality=int(quality))
-        buf.seek(0)
-        with Image.open(buf) as im:
-            out.append(np.asarray(im.convert("RGB")))
-    return np.stack(out)
-
-
-@functools.cache
-def codec_available(name: str) -> bool:
-    """Whether this PyAV/FFmpeg build has the encoder ``name``."""
-    import av
-
-    try:
-        av.codec.Codec(name, "w")
-    except Exception:  # noqa: BLE001 - PyAV raises UnknownCodecError or ValueError depending on version
-        return False
-    return True
-
-
-def _usable_codec(name: str) -> str:
-    if codec_available(name):
-        return name
-    for other in CODEC_DECODERS:
-        if codec_available(other):
-            log.warning("encoder %s is not in this PyAV/FFmpeg build; using %s", name, other)
-            return other
-    raise InputError("this PyAV/FFmpeg build has none of the encoders " + ", ".join(CODEC_DECODERS))
-
-
-def _encoder(codec: str, width: int, height: int, p: Mapping[str, Any]):
-    """An encoder context set up as ``p`` says (see :func:`compress_video`)."""
-    import av
-
-    ctx = av.CodecContext.create(codec, "w")
-    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-    ctx.time_base = Fraction(1, FPS)
-    ctx.framerate = Fraction(FPS, 1)
-    ctx.gop_size = int(p["gop"])
-    ctx.max_b_frames = int(p["bframes"])
-    ctx.thread_count = 1  # one thread: deterministic, and DataLoader workers are processes already
-    options: dict[str, str] = {}
-    if p["rate_control"] == "bitrate":
-        ctx.bit_rate = max(1000, int(p["bpp"] * width * height * FPS))
-    if codec == "libx264":
-        options.update(preset="veryfast")
-        if p["rate_control"] == "crf":
-            options["crf"] = str(p["crf"])
-    elif codec == "libx265":
-        params = f"log-level=error:keyint={p['gop']}:bframes={p['bframes']}:pools=none:frame-threads=1"
-        options.update(preset="ultrafast", **{"x265-params": params})
-        if p["rate_control"] == "crf":
-            options["crf"] = str(p["crf"])
-    elif p["rate_control"] == "crf":  # mpeg4 / mpeg2video: a fixed quantiser
-        options.update(qmin=str(p["qscale"]), qmax=str(p["qscale"]))
-        ctx.bit_rate = max(1000, int(24 * width * height * FPS))  # not the limit: the quantiser is
-    ctx.options = options
-    return ctx
-
-
-def compress_video(clip: np.ndarray, p: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
-    """Encode a ``(T, H, W, 3)`` uint8 clip as one stream and decode it back, in memory.
-
-    ``p``: ``codec`` (a key of :data:`CODEC_DECODERS`), ``rate_control`` (``"crf"`` or
-    ``"bitrate"``), ``crf`` (libx264/libx265), ``qscale`` (mpeg4/mpeg2video), ``bpp`` (bits per
-    pixel per frame), ``gop`` (frames between I frames), ``bframes`` (B frames at most in a row).
-    Frames are padded by edge replication to whole 16x16 macroblocks (x264 otherwise reads
-    padding it leaves uninitialised, in bitrate mode: the same input gave different outputs) of
-    at least 64 pixels for libx265 (whose build here corrupts memory on smaller frames), and the
-    output is cropped back.
-
-    Returns:
-        the decoded clip, and each decoded frame's picture type (``"I"``, ``"P"``, ``"B"``), in
-        display order.
-    """
-    import av
-
-    t, h, w, _ = clip.shape
-    least = _MIN_SIZE.get(p["codec"], 16)
-    ph, pw = max(least, -(-h // 16) * 16), max(least, -(-w // 16) * 16)
-    if (ph, pw) != (h, w):
-        clip = np.pad(clip, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    enc = _encoder(p["codec"], pw, ph, p)
-    packets = []
-    for i, frame in enumerate(clip):
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="yuv420p")
-        vf.pts = i
-        packets += enc.encode(vf)
-    packets += enc.encode(None)
-    dec = av.CodecContext.create(CODEC_DECODERS[p["codec"]], "r")
-    dec.thread_count = 1
-    frames = []
-    for packet in packets:
-        frames += dec.decode(packet)
-    frames += dec.decode(None)
-    if len(frames) != t:
-        raise RuntimeError(f"{p['codec']} returned {len(frames)} frames for {t}")
-    types = [av.video.frame.PictureType(int(f.pict_type)).name for f in frames]
-    out = np.stack([f.to_ndarray(format="rgb24") for f in frames])[:, :h, :w]
-    return out, types
 
 
 # --------------------------------------------------------------------------- sampling

@@ -1,4 +1,4 @@
-"""Where training frames come from: folders of images, LMDB databases, video files.
+"""Where training frames come from: folders of images, LMDB databases, video files, procedural videos.
 
 A *frame source* maps sequence names to ordered frame lists and reads frames as ``(H, W, 3)``
 uint8 RGB arrays. Sources are opened lazily inside each DataLoader worker (file handles and
@@ -29,6 +29,7 @@ __all__ = [
     "LmdbFrames",
     "VideoFileFrames",
     "MultiSource",
+    "SyntheticFrames",
     "natural_key",
     "read_image",
     "open_source",
@@ -298,6 +299,39 @@ class MultiSource(FrameSource):
     def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
         src, name = self._owner[seq]
         return src.read(name, ids)
+
+
+class SyntheticFrames(FrameSource):
+    """Procedural videos (smooth colour texture moving at a constant random velocity), for
+    smoke tests and benchmarks that need no files. Deterministic in ``seed``."""
+
+    def __init__(
+        self, *, count: int = 4, frames: int = 8, size: Sequence[int] = (128, 128), speed: int = 3, seed: int = 0
+    ) -> None:
+        if count < 1 or frames < 1 or len(size) != 2 or min(size) < 1:
+            raise InputError(f"synthetic data needs count, frames and size >= 1; got {count}, {frames}, {list(size)}")
+        self.root = Path("<synthetic>")
+        self.size, self.speed, self.seed = (int(size[0]), int(size[1])), int(speed), int(seed)
+        self.frames = {f"synthetic_{i:03d}": [f"{t:05d}" for t in range(frames)] for i in range(count)}
+        self._names = list(self.frames)
+
+    def read(self, seq: str, ids: Sequence[int]) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed % 2**32, self._names.index(seq)])
+        h, w = self.size
+        n = len(self.frames[seq])
+        pad = self.speed * n
+        yy, xx = np.mgrid[0 : h + 2 * pad, 0 : w + 2 * pad].astype(np.float32)
+        canvas = np.zeros((h + 2 * pad, w + 2 * pad, 3), np.float32)
+        for c in range(3):
+            for _ in range(4):
+                fy, fx = rng.uniform(0.01, 0.15, 2)
+                canvas[..., c] += np.sin(fy * yy + fx * xx + rng.uniform(0, 2 * np.pi)) * rng.uniform(10, 40)
+        for _ in range(6):  # a few flat rectangles give sharp edges to restore
+            y, x = rng.integers(0, h + pad, 2)
+            canvas[y : y + rng.integers(4, h // 2 + 5), x : x + rng.integers(4, w // 2 + 5)] = rng.uniform(-60, 60, 3)
+        canvas = np.clip(canvas + 128, 0, 255).astype(np.uint8)
+        vy, vx = rng.integers(-self.speed, self.speed + 1, 2)
+        return [canvas[pad + vy * t : pad + vy * t + h, pad + vx * t : pad + vx * t + w] for t in ids]
 
 
 def discover_sequences(root: str | os.PathLike, *, video_cache: bool = True) -> FrameSource:
