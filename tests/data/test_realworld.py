@@ -405,3 +405,22 @@ def test_validation_sets_degrade_whole_sequences_the_same_way_every_time():
     assert torch.equal(a["lq"], build_dataset(cfg, train=False, seed=0)[0]["lq"])  # the same at every validation
     bicubic = F.interpolate(b["gt"], scale_factor=0.25, mode="bicubic", antialias=True)
     assert (b["lq"] - bicubic).abs().mean() > 0.01
+
+
+def test_clean_share_is_matlab_bicubic_exactly_and_drawn_at_its_rate():
+    from rvrt.data.degradations import imresize
+
+    clip = np.random.default_rng(3).integers(0, 256, (3, 32, 48, 3), dtype=np.uint8)
+    deg = RealDegradation({"clean_prob": 1.0}, scale=4)
+    lq = deg(clip, np.random.default_rng(0))
+    want = np.stack([imresize(f, 0.25) for f in clip])
+    assert torch.equal(lq, torch.from_numpy(want).permute(0, 3, 1, 2).float() / 255)
+    share = RealDegradation({"clean_prob": 0.3}, scale=4)
+    rng = np.random.default_rng(1)
+    clean = sum(bool(share.sample(rng).get("clean")) for _ in range(2000))
+    assert abs(clean / 2000 - 0.3) < 4 * (0.3 * 0.7 / 2000) ** 0.5
+    # with no clean share the draws are those of the pipeline alone (recipes without it are unchanged)
+    a, b = RealDegradation({}, scale=4), RealDegradation({"clean_prob": 0.0}, scale=4)
+    assert a.sample(np.random.default_rng(5)) == b.sample(np.random.default_rng(5))
+    with pytest.raises(InputError, match="clean_prob must be a probability"):
+        RealDegradation({"clean_prob": 2}, scale=4)

@@ -62,3 +62,44 @@ def test_cached_constants_from_inference_are_usable_in_training(empty_model_cach
     group.train()
     group(x.requires_grad_()).sum().backward()
     assert x.grad is not None
+
+
+def test_masked_bias_memo_is_used_and_follows_the_bias(caplog):
+    """Outside autograd the shift mask plus the position bias is summed once per mask (not on every
+    call), gives what the explicit math gives, and follows an update of the bias table."""
+    torch.manual_seed(0)
+    attn = WindowAttention(8, (2, 4, 4), 2).eval()
+    torch.nn.init.normal_(attn.relative_position_bias_table, std=0.5)
+    mask = swin.shift_mask((2, 8, 8), (2, 4, 4), (1, 2, 2), torch.device("cpu"))
+    x = torch.randn(2 * mask.shape[0], 32, 8)
+    calls = []
+    real = attn._masked_bias.__func__
+
+    def counted(self, *args):
+        calls.append(1)
+        return real(self, *args)
+
+    with torch.inference_mode(), caplog.at_level("WARNING"):
+        attn._masked_bias = counted.__get__(attn)
+        first = attn(x, mask)
+        memo = swin._MASK_MEMO[attn]
+        assert len(memo) == 1
+        second = attn(x, mask)
+        assert len(calls) == 2 and len(memo) == 1  # asked twice, summed once
+        swin.set_fused_attention(False)
+        try:
+            explicit = attn(x, mask)
+        finally:
+            swin.set_fused_attention(True)
+    assert not caplog.records  # the fused path ran (no fallback to the math)
+    assert torch.equal(first, second) and torch.allclose(first, explicit, atol=1e-6)
+    with torch.no_grad():
+        attn.relative_position_bias_table.add_(torch.randn_like(attn.relative_position_bias_table))
+    with torch.inference_mode():
+        updated = attn(x, mask)
+        swin.set_fused_attention(False)
+        try:
+            want = attn(x, mask)
+        finally:
+            swin.set_fused_attention(True)
+    assert not torch.allclose(updated, first, atol=1e-4) and torch.allclose(updated, want, atol=1e-6)

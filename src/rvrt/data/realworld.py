@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from rvrt.data.compression import CODEC_DECODERS, _to_float, _usable_codec, compress_video, jpeg, to_uint8
+from rvrt.data.degradations import imresize
 from rvrt.data.kernels import _filter, _kernel
 from rvrt.errors import InputError
 
@@ -88,6 +89,9 @@ _STAGE = {
 #: RealBasicVSR's placement of the compressions: JPEG + video in the first stage, JPEG in the
 #: second, video in the final one)
 DEFAULTS: dict[str, Any] = {
+    # share of clips given only MATLAB's bicubic downscale (the BI benchmark degradation) instead of
+    # the pipeline, so that a model trained for users' footage still serves clean input
+    "clean_prob": 0.0,
     "second_order_prob": 1.0,
     "first": {**_STAGE, "video_prob": 1.0},
     "second": {
@@ -199,10 +203,11 @@ def check_config(table: Mapping[str, Any] | None, where: str = "data.train.real"
     out = copy.deepcopy(DEFAULTS)
     for stage in ("first", "second", "final"):
         out[stage] = _check_table(table.get(stage, {}), DEFAULTS[stage], _join(where, stage))
-    p = table.get("second_order_prob", DEFAULTS["second_order_prob"])
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise InputError(f"{_join(where, 'second_order_prob')} must be a probability in [0, 1]; got {p!r}")
-    out["second_order_prob"] = float(p)
+    for key in ("clean_prob", "second_order_prob"):
+        p = table.get(key, DEFAULTS[key])
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise InputError(f"{_join(where, key)} must be a probability in [0, 1]; got {p!r}")
+        out[key] = float(p)
     return out
 
 
@@ -360,6 +365,8 @@ class RealDegradation:
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """One clip's parameters (a plain, JSON-serialisable dict)."""
         c = self.config
+        if c["clean_prob"] > 0 and rng.random() < c["clean_prob"]:  # no draw at all when it is 0
+            return {"clean": True}
         p: dict[str, Any] = {"first": _sample_stage(rng, c["first"])}
         p["second"] = _sample_stage(rng, c["second"]) if rng.random() < c["second_order_prob"] else None
         fin = c["final"]
@@ -384,6 +391,10 @@ class RealDegradation:
         if h % s or w % s:
             raise InputError(f"a {w}x{h} clip is not a multiple of the scale {s}")
         out_hw = (h // s, w // s)
+        if params.get("clean"):  # MATLAB bicubic only, exactly as the "bi" degradation
+            with _timed(timings, "resize"):
+                lq = clip if s == 1 else np.stack([imresize(f, 1 / s) for f in clip])
+            return _to_float(lq)
         noise_rng = np.random.default_rng(params["noise_seed"])
         x = _to_float(clip)
         for name, ref in (("first", (h, w)), ("second", out_hw)):

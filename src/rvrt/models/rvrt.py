@@ -178,14 +178,22 @@ class GuidedDeformableAttention(nn.Module):
 
     def _offsets(self, x: torch.Tensor) -> torch.Tensor:
         """``max_residue_magnitude * tanh(conv_offset(x))``. The last layer and the tanh run in float32
-        even under autocast: offsets are sampling positions, and half precision cannot hold them."""
+        even under autocast: offsets are sampling positions, and half precision cannot hold them.
+
+        The stack runs frame by frame as 2-D convolutions in channels-last layout: one conversion of
+        the input instead of a layout change inside every layer (oneDNN's fast path on the CPU).
+        """
         *body, head = self.conv_offset
+        n, t, c, h, w = x.shape
+        y = x.reshape(n * t, c, h, w).contiguous(memory_format=torch.channels_last)
         for layer in body:
-            x = conv3d_per_frame(layer, x) if isinstance(layer, nn.Conv3d) else layer(x)
+            if isinstance(layer, nn.Conv3d):
+                y = F.conv2d(y, layer.weight.squeeze(2), layer.bias, 1, layer.padding[1:])
+            else:
+                y = layer(y)
         with torch.autocast(x.device.type, enabled=False):
-            dt = torch.promote_types(x.dtype, torch.float32)
-            n, t, c, h, w = x.shape
-            y = F.conv2d(x.reshape(n * t, c, h, w).to(dt), head.weight.squeeze(2).to(dt), head.bias.to(dt))
+            dt = torch.promote_types(y.dtype, torch.float32)
+            y = F.conv2d(y.to(dt), head.weight.squeeze(2).to(dt), head.bias.to(dt))
             return self.max_residue_magnitude * torch.tanh(y.reshape(n, t, -1, h, w))
 
     def forward(
