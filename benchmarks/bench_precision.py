@@ -31,12 +31,13 @@ def main() -> None:
     ap.add_argument("--gt", help="folder of ground-truth frames (same names)")
     ap.add_argument("--frames", type=int, default=12, help="first N frames")
     ap.add_argument("--model")
-    ap.add_argument("--weights")
+    ap.add_argument("--weights", default="default")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tile-size", type=int, default=48, help="spatial tile (LR pixels)")
     ap.add_argument("--tile-overlap", type=int, default=16, help="spatial tile overlap (LR pixels)")
     ap.add_argument("--temporal", type=int, nargs=2, default=(6, 2), metavar=("FRAMES", "OVERLAP"))
     ap.add_argument("--dtype", nargs="+", default=["bf16", "fp16"], choices=["bf16", "fp16"])
+    ap.add_argument("--no-tiles", action="store_true", help="precision rows only")
     args = ap.parse_args()
     torch.manual_seed(0)
 
@@ -49,10 +50,14 @@ def main() -> None:
     t_frames, t_overlap = args.temporal
     runs = [("fp32, whole", "fp32", (0, 0, 0), (0, 0, 0))]
     runs += [(f"{d}, whole", d, (0, 0, 0), (0, 0, 0)) for d in args.dtype]
-    runs += [
-        (f"fp32, tiles {ts}x{ts} overlap {to}", "fp32", (0, ts, ts), (0, to, to)),
-        (f"fp32, {t_frames}-frame tiles overlap {t_overlap}", "fp32", (t_frames, 0, 0), (t_overlap, 0, 0)),
-    ]
+    runs += (
+        []
+        if args.no_tiles
+        else [
+            (f"fp32, tiles {ts}x{ts} overlap {to}", "fp32", (0, ts, ts), (0, to, to)),
+            (f"fp32, {t_frames}-frame tiles overlap {t_overlap}", "fp32", (t_frames, 0, 0), (t_overlap, 0, 0)),
+        ]
+    )
 
     print(f"# {args.lq}: {len(lq)} frames of {w}x{h}, model {args.model or 'built-in'}, {args.device}\n")
     head = "| run | max abs diff (8-bit levels) | mean abs diff (8-bit levels) |"

@@ -94,6 +94,15 @@ def test_the_run_log_records_the_resolved_dtype(native, tmp_path):
     assert runner.prepare_job(src, tmp_path / "out", _job()).fingerprint["dtype"] == "fp32"
 
 
+def test_the_command_line_defaults_are_auto_for_restoring_and_fp32_for_eval():
+    from rvrt.cli import _parser
+
+    parser = _parser()
+    assert parser.parse_args(["restore", "in", "-o", "out"]).dtype == "auto"
+    assert parser.parse_args(["interpolate", "in", "-o", "out"]).dtype == "auto"
+    assert parser.parse_args(["eval", "--lq", "a", "--gt", "b"]).dtype == "fp32"
+
+
 def test_eval_has_no_auto_dtype(capsys, tmp_path):
     assert main(["eval", "--lq", str(tmp_path), "--gt", str(tmp_path), "--dtype", "auto"]) == 2
     assert "invalid choice: 'auto' (choose from fp32, fp16, bf16)" in capsys.readouterr().err

@@ -126,8 +126,6 @@ def shift_mask(size: Size3, window: Size3, shift: Size3, device: torch.device) -
 
 
 _BIAS_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-#: per module: the shift mask plus its position bias, by mask (WindowAttention._masked_bias)
-_MASK_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FUSED = os.environ.get("RVRT_FUSED_ATTENTION", "1") not in ("0", "false", "False")
 #: the fused path's name in the fallback log line and memo (rvrt.fastpath)
 SDPA_OP = "window attention (scaled_dot_product_attention)"
@@ -251,44 +249,18 @@ class WindowAttention(nn.Module):
         """Same as the explicit path through ``F.scaled_dot_product_attention``: the position bias and
         the shift mask form one additive mask, broadcast over the windows of the batch."""
         b_, heads, n, d = q.shape
-        add = None if bias is None else bias.unsqueeze(0).to(q.dtype)  # (1, heads, n, n)
+        add = None if bias is None else bias.unsqueeze(0)  # (1, heads, n, n)
         if mask is not None:
             nw = mask.shape[0]
+            m = mask[:, :n, :n].unsqueeze(1)  # (nW, 1, n, n)
+            add = m.expand(nw, heads, n, n) if add is None else add + m
             # windows of one batch element share the mask: fold them into the head axis
             q, k, v = (t.reshape(b_ // nw, nw * heads, n, d) for t in (q, k, v))
-            add = self._masked_bias(mask, bias, n, q.dtype)
+            add = add.reshape(1, nw * heads, n, n)
+        if add is not None:
+            add = add.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=add, scale=self.scale)
         return out.reshape(b_, heads, n, d).transpose(1, 2).reshape(b_, n, heads * d)
-
-    def _masked_bias(self, mask: torch.Tensor, bias: torch.Tensor | None, n: int, dtype: torch.dtype) -> torch.Tensor:
-        """``(1, nW * heads, n, n)``: the shift mask plus the position bias of every window.
-
-        Outside autograd it is memoised per mask, bias and dtype (a few entries per module): both are
-        memoised constants themselves, and summing them on every call cost about a tenth of the
-        built-in model's CPU time.
-        """
-        nw, heads = mask.shape[0], self.num_heads
-
-        def make() -> torch.Tensor:
-            m = mask[:, :n, :n].unsqueeze(1)  # (nW, 1, n, n)
-            add = m.expand(nw, heads, n, n) if bias is None else bias.unsqueeze(0) + m
-            return add.reshape(1, nw * heads, n, n).to(dtype)
-
-        if (torch.is_grad_enabled() and bias is not None and bias.requires_grad) or torch.compiler.is_compiling():
-            return make()
-        # per module; an entry holds a weak reference to its mask and is used only for that very
-        # tensor (a mask freed and its id reused by another is recomputed)
-        memo = _MASK_MEMO.setdefault(self, {})
-        key = (n, dtype, self.relative_position_bias_table._version if bias is not None else None)
-        hit = memo.get(id(mask))
-        if hit is not None and hit[0]() is mask and hit[1] == key:
-            return hit[2]
-        if len(memo) >= 4:
-            memo.clear()
-        with torch.inference_mode(False), torch.no_grad():
-            add = make()
-        memo[id(mask)] = (weakref.ref(mask), key, add)
-        return add
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
