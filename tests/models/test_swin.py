@@ -62,4 +62,3 @@ def test_cached_constants_from_inference_are_usable_in_training(empty_model_cach
     group.train()
     group(x.requires_grad_()).sum().backward()
     assert x.grad is not None
-
