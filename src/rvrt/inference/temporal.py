@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rvrt.fastpath import is_out_of_memory
 from rvrt.inference.tiling import FrameBlend, TileGrid, crossfade
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "OOMHandler",
     "ProgressFn",
     "WindowSchedule",
-    "is_out_of_memory",
     "restore_frames",
 ]
 
@@ -43,13 +43,6 @@ OOMHandler = Callable[[tuple[int, int], int, int, BaseException], tuple[int, int
 ModelTracker = Callable[[Callable[[float], None]], contextlib.AbstractContextManager]
 #: ``progress(fraction, frames)``: ``fraction`` of the work that makes ``frames`` more output frames final
 ProgressFn = Callable[[float, int], None]
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """CUDA's ``OutOfMemoryError``, or the CPU allocator's failure (a RuntimeError)."""
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
 
 
 @dataclass(frozen=True)
