@@ -162,7 +162,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_sigterm_finishes_the_step_saves_and_exits_130(tmp_path):
+@pytest.mark.parametrize("to_group", [False, True], ids=["process", "process-group"])
+def test_sigterm_finishes_the_step_saves_and_exits_130(tmp_path, to_group):
+    """SIGTERM to the trainer, or to its whole process group with a data-loader worker (a batch
+    scheduler's cancel or time limit, ``kill -- -PGID``): the worker keeps serving the last step."""
     out = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -183,14 +186,21 @@ def test_sigterm_finishes_the_step_saves_and_exits_130(tmp_path):
         "data.val={}",
         "--set",
         "data.train.num_frames=2",
+        "--set",
+        f"data.num_workers={1 if to_group else 0}",
     ]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=to_group
+    )
     try:
         deadline = time.time() + 120
         while not (out / "metrics.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()[1]
-        proc.send_signal(signal.SIGTERM)
+        if to_group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()

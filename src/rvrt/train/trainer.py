@@ -78,10 +78,13 @@ def psnr(out: torch.Tensor, gt: torch.Tensor) -> float:
     return sum(values) / len(values)
 
 
-def _ignore_sigint(_: int) -> None:
-    # Ctrl-C reaches the whole process group; the workers must keep serving the batches of the
-    # iteration the main process finishes before it saves and shuts them down
+def _ignore_stop_signals(_: int) -> None:
+    # Ctrl-C reaches the whole process group, and so does SIGTERM from a batch scheduler (Slurm's
+    # scancel and time limit), systemd or `kill -- -PGID`; the workers must keep serving the batches
+    # of the iteration the main process finishes before it saves and shuts them down (they exit
+    # with it: PyTorch's workers watch their parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # --------------------------------------------------------------------------- trainer
@@ -200,7 +203,7 @@ class Trainer:
             persistent_workers=d["persistent_workers"] and workers > 0,
             prefetch_factor=d["prefetch_factor"] if workers > 0 else None,
             generator=self.loader_gen,
-            worker_init_fn=_ignore_sigint,
+            worker_init_fn=_ignore_stop_signals,
         )
 
         random.seed(seed + self.dist.rank)
