@@ -228,7 +228,10 @@ class VideoFileFrames(FrameSource):
         from rvrt.media import open_reader
 
         st = path.stat()
-        key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+        # one slot per video path; the stamp (size, modification time) tells a changed file, whose
+        # old decoding is removed once the new one is in place
+        slot = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+        key = f"{slot}-{hashlib.sha256(f'{st.st_size}|{st.st_mtime_ns}'.encode()).hexdigest()[:8]}"
         folder = cache_dir() / "frames"
         found = sorted(folder.glob(f"{key}.*.u8"))
         if not found:
@@ -246,6 +249,9 @@ class VideoFileFrames(FrameSource):
                 os.replace(tmp, target)  # atomic: a half-written cache is never found
             finally:
                 tmp.unlink(missing_ok=True)
+            for stale in folder.glob(f"{slot}-*.u8"):
+                if stale != target:  # a reader still mapping it keeps its pages until it closes
+                    stale.unlink(missing_ok=True)
             log.info("decoded %d frames of %s into the frame cache %s", n, path, target)
             found = [target]
         n, h, w = (int(v) for v in found[0].name.split(".")[1].split("x"))
