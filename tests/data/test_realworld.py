@@ -386,6 +386,18 @@ def test_video_roots_are_decoded_once_into_the_frame_cache(tmp_path, monkeypatch
     expected = ds[(5, 0)]["gt"]
     again = build_dataset(cfg, train=True, seed=0)  # a new dataset (a new run) reads the cache only
     assert torch.equal(again[(5, 0)]["gt"], expected)
+    monkeypatch.undo()
+
+    # the video changes: decoded again, and its old decoding does not stay behind in the cache
+    from rvrt.hub import cache_dir
+
+    before = sorted((cache_dir() / "frames").glob("*.u8"))
+    make_video(video, [255 - f for f in frames])
+    changed = build_dataset(cfg, train=True, seed=0)
+    fresh = build_dataset({**cfg, "video_cache": False}, train=True, seed=0)
+    assert not torch.equal(changed[(5, 0)]["gt"], expected) and torch.equal(changed[(5, 0)]["gt"], fresh[(5, 0)]["gt"])
+    after = sorted((cache_dir() / "frames").glob("*.u8"))
+    assert len(after) == len(before) and after != before  # replaced, not added
 
 
 @needs_data
@@ -424,3 +436,32 @@ def test_clean_share_is_matlab_bicubic_exactly_and_drawn_at_its_rate():
     assert a.sample(np.random.default_rng(5)) == b.sample(np.random.default_rng(5))
     with pytest.raises(InputError, match="clean_prob must be a probability"):
         RealDegradation({"clean_prob": 2}, scale=4)
+
+
+def test_the_matlab_resize_mode_is_matlab_bicubic_and_then_compressed():
+    from rvrt.data.degradations import imresize
+
+    clip = np.random.default_rng(4).integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
+    off = {
+        "blur_prob": 0.0,
+        "resize": {"keep": 1.0, "up": 0.0, "down": 0.0},
+        "noise": {"none": 1.0, "gaussian": 0.0, "poisson": 0.0},
+        "jpeg_prob": 0.0,
+        "video_prob": 0.0,
+    }
+    final = {"resize_modes": {"matlab": 1.0, "area": 0.0, "bilinear": 0.0, "bicubic": 0.0}, "sinc_prob": 0.0}
+    table = {"second_order_prob": 0.0, "first": off, "final": {**final, "video_prob": 0.0}}
+    lq = RealDegradation(table, scale=4)(clip, np.random.default_rng(0))
+    want = np.stack([imresize(f, 0.25) for f in clip])
+    assert torch.equal(lq, torch.from_numpy(want).permute(0, 3, 1, 2).float() / 255)  # the BI degradation
+    # resize first, then the codec: the video stream is that of the MATLAB-downscaled clip
+    codec = {"codecs": {"libx264": 1.0}, "rate_control": {"crf": 1.0}, "crf": [30, 30], "resize_first_prob": 1.0}
+    deg = RealDegradation({**table, "final": {**final, "video_prob": 1.0, **codec}}, scale=4)
+    params = deg.sample(np.random.default_rng(1))
+    got = rw.to_uint8(deg.apply(clip, params))
+    encoded, _ = compress_video(want, params["final"]["video"])
+    assert np.array_equal(got, encoded)
+    # any size: a resize to a size that is not a whole factor lands on that size
+    x = torch.rand(2, 3, 25, 70)  # 25 * (7 / 25) rounds up to 8 in floating point
+    assert rw._resize(x, (7, 33), "matlab").shape == (2, 3, 7, 33)
+    assert torch.equal(rw._resize(x, (25, 70), "matlab"), x)

@@ -44,7 +44,10 @@ __all__ = ["DEFAULTS", "KERNELS", "RealDegradation", "check_config"]
 
 #: blur kernel families (Real-ESRGAN's list, plus motion blur)
 KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso", "motion")
-RESIZE_MODES = ("area", "bilinear", "bicubic")
+#: torch's area/bilinear/bicubic (the last two without anti-aliasing, as Real-ESRGAN), and "matlab":
+#: MATLAB's anti-aliased bicubic (the BI benchmark degradation, close to a camera's or ffmpeg's
+#: downscale)
+RESIZE_MODES = ("area", "bilinear", "bicubic", "matlab")
 
 _COMPRESSION = {
     "jpeg_prob": 1.0,
@@ -301,6 +304,10 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
         return x
     if mode == "area":
         return F.interpolate(x, size=size, mode="area")
+    if mode == "matlab":
+        h, w = x.shape[-2:]
+        # ceil(h * size / h) may land one above size in floating point: crop to the size asked for
+        return imresize(x, (size[0] / h, size[1] / w))[..., : size[0], : size[1]].clamp_(0, 1)
     return F.interpolate(x, size=size, mode=mode, align_corners=False).clamp_(0, 1)
 
 
