@@ -49,7 +49,26 @@ def test_a_bad_override_of_the_real_table_is_refused_before_any_video_is_read():
         build_dataset(r["data"]["train"], train=True)
 
 
-@pytest.mark.parametrize("name, scale", [("realworld_sr_small", 4), ("realworld_x1_small", 1)])
+def test_the_fine_tuning_recipe_starts_from_the_bundled_small_model():
+    from rvrt.api import fetch_weights
+    from rvrt.checkpoint import load_state_dict_file
+    from rvrt.train.model import init_weights
+
+    r = load_recipe("realworld_sr_small_ft")
+    assert r["model"]["kwargs"] == load_recipe("default_sr_small")["model"]["kwargs"]
+    assert r["model"]["init"] == "zoo:rvrt.sr_small" and r["data"]["train"]["degradation"] == "real"
+    real = check_config(r["data"]["train"]["real"])
+    assert real["clean_prob"] == 0.25 and real["final"]["resize_modes"]["matlab"] > 0.5
+    module, _, _ = build_model({**r["model"], "init": ""})
+    init_weights(module, r["model"])
+    bundled = load_state_dict_file(fetch_weights("rvrt.sr_small"))
+    own = module.state_dict()
+    assert all(torch.equal(own[k], v.to(own[k].dtype)) for k, v in bundled.items())
+
+
+@pytest.mark.parametrize(
+    "name, scale", [("realworld_sr_small", 4), ("realworld_x1_small", 1), ("realworld_sr_small_ft", 4)]
+)
 def test_small_recipes_train_two_iterations_on_a_video(tmp_path, name, scale):
     video = make_video(tmp_path / "clip.mp4", smooth_frames(6, 96, 80))
     r = load_recipe(

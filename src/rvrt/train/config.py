@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "kwargs": {},  # constructor keyword arguments, over those of the registered model
         "spynet": "",  # SpyNet weights to start from: "", a file, an https URL, or "zero-flow"
         "init": "",  # weights to start from: "", a file, "official" or "official:<model>"
+        # (the zoo's weights of <model>, bundled or downloaded; "zoo:<model>" says the same)
         "init_strict": True,  # every key of `init` must fit (else load what fits and log the rest)
     },
     "data": {

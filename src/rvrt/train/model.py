@@ -81,7 +81,7 @@ def init_weights(module: nn.Module, model_cfg: dict[str, Any]) -> None:
     init = model_cfg["init"]
     if not init:
         return
-    if init == "official" or init.startswith("official:"):
+    if init == "official" or init.startswith(("official:", "zoo:")):
         from rvrt.api import fetch_weights
 
         path = fetch_weights(init.partition(":")[2] or model_cfg["name"])
