@@ -14,11 +14,20 @@ from rvrt.demo import run_demo
 from rvrt.media import probe
 from rvrt.train.config import load_recipe
 
+BUILT_IN = [n for n in zoo.list_models() if (w := rvrt.get_spec(n).weights) and w.bundled]
 
-def test_default_model_ships_and_matches_its_recipe():
-    spec = rvrt.get_spec(zoo.DEFAULT_MODEL)
+
+def test_the_default_is_a_built_in_model_for_x4():
+    assert zoo.DEFAULT_MODEL in BUILT_IN and zoo.DEFAULT_MODEL == zoo.spec.DEFAULT_MODELS[4]
+    assert set(zoo.spec.DEFAULT_MODELS.values()) <= set(BUILT_IN)
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_built_in_models_ship_and_match_their_recipes(name):
+    spec = rvrt.get_spec(name)
     assert spec.weights.bundled and spec.weights.license == "Apache-2.0"
-    assert load_recipe("default_sr_small")["model"]["kwargs"] == spec.kwargs
+    recipe = load_recipe(spec.extras["recipe"])
+    assert recipe["model"]["kwargs"] == spec.kwargs and name in recipe["aliases"]
     net = rvrt.create_model(spec, weights="official")
     assert sum(p.numel() for p in net.parameters()) == pytest.approx(2.9e6, rel=0.05)
     # trained weights, not an initialisation: the reconstruction head is far from zero

@@ -474,6 +474,6 @@ register(
         train_frames=6,
         # bfloat16 autocast changes its saved 8-bit output by at most 2 levels on real frames
         # (benchmarks/bench_precision.py, docs/PERFORMANCE.md): dtype "auto" uses it on CPUs with AMX/AVX512-BF16
-        extras={"auto_bf16": True},
+        extras={"auto_bf16": True, "recipe": "default_sr_small"},
     )
 )

@@ -101,7 +101,9 @@ class ModelSpec:
         params: number of parameters (checked against the built model by the tests).
         extras: anything else, e.g.
             ``bytes_per_pixel_frame`` (memory estimate behind ``--tile auto``), ``protocol_tiles``
-            (``{protocol: (tile, overlap)}`` where the official test of a benchmark used another tile).
+            (``{protocol: (tile, overlap)}`` where the official test of a benchmark used another tile),
+            ``recipe`` (the training recipe that made rvrt's own weights), ``auto_bf16`` (``dtype="auto"``
+            may compute it in bfloat16: measured within 2 levels of float32 on real frames).
     """
 
     name: str
@@ -132,13 +134,13 @@ class ModelSpec:
         return 4 if self.kwargs.get("nonblind_denoising") else 3
 
 
-#: the model ``rvrt restore`` uses when neither a model nor weights are given; its weights ship with
-#: the package (Apache-2.0), see docs/DEFAULT_MODEL.md
-DEFAULT_MODEL: str | None = "rvrt.sr_small"
-
 #: the model ``rvrt restore --scale N`` uses when no model is named, per scale; a scale missing here
 #: has no built-in model yet and the command says how to get one (:data:`SCALE_RECIPES`)
 DEFAULT_MODELS: dict[int, str] = {4: "rvrt.sr_small"}
+
+#: the model ``rvrt restore`` (and ``rvrt demo``) uses when neither a model nor weights are given: the
+#: x4 one; its weights ship with the package (Apache-2.0), see docs/DEFAULT_MODEL.md
+DEFAULT_MODEL: str | None = DEFAULT_MODELS[4]
 
 #: training recipes (``rvrt train NAME``) that make a model of a scale with no built-in model
 SCALE_RECIPES: dict[int, tuple[str, ...]] = {2: ("sr_x2_small", "sr_x2_reds")}
