@@ -110,11 +110,10 @@ def flat_texture(out_dir: Path, gt_dir: Path, threshold: float = 1.5) -> tuple[f
     walls and sky): the mean ``|Y - box5(Y)|`` (8-bit levels) of the output over the pixels whose 7x7
     ground-truth neighbourhood has a Y standard deviation under ``threshold`` levels, the same of
     the ground truth there, and the share of such pixels."""
-    from rvrt.data.frames import read_image as read_rgb
     from rvrt.metrics import rgb_to_y
 
     def y(path: Path) -> torch.Tensor:
-        return torch.from_numpy(rgb_to_y(read_rgb(path))).double()[None, None]
+        return torch.from_numpy(rgb_to_y(read_image(path)[0])).double()[None, None]
 
     out_hf = gt_hf = count = total = 0.0
     for o, g in zip(list_frames(out_dir), list_frames(gt_dir), strict=True):
