@@ -407,6 +407,54 @@ def test_cli_convert_and_errors(tmp_path, capsys, tiny_model):
         assert torch.equal(a.half().float(), b), k
     for (k, a), b in zip(tiny_model.named_buffers(), loaded.buffers()):  # rebuilt in full precision
         assert torch.equal(a, b), k
+    again = tmp_path / "again.safetensors"  # no --dtype: stored as the input stores it
+    assert cli(["weights", "convert", str(half), str(again)]) == 0
+    assert {v.dtype for v in load_state_dict_file(again).values()} == {torch.float16}
+    assert {v.dtype for v in load_state_dict_file(out).values()} == {torch.float32}
     assert cli(["weights", "convert", str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not found" in err
+
+
+def test_cli_average_is_the_weighted_mean_of_one_models_files(tmp_path, capsys, tiny_spec, tiny_model):
+    torch.manual_seed(1)
+    other = rvrt.create_model(tiny_spec)
+    files = []
+    for name, net, dtype in (("a", tiny_model, torch.float16), ("b", other, torch.float32)):
+        files.append(tmp_path / f"{name}.safetensors")
+        save_safetensors(net.to(dtype), files[-1], arch="rvrt", config=net.config.to_kwargs(), name="rvrt:tiny")
+        net.float()
+    a, b = files
+    out = tmp_path / "mix.safetensors"
+    assert cli(["weights", "average", str(a), str(b), "-o", str(out), "--shares", "0.25", "0.75"]) == 0
+    assert "0.25 x a.safetensors, 0.75 x b.safetensors" in read_metadata(out)["rvrt.source"]
+    stored = load_state_dict_file(out)
+    assert {v.dtype for v in stored.values()} == {torch.float16}  # the first file's storage
+    mixed = rvrt.load_model(out)
+    assert mixed.config == tiny_model.config
+    pa, pb = dict(tiny_model.named_parameters()), dict(other.named_parameters())
+    for k, p in mixed.named_parameters():
+        expected = 0.25 * pa[k].detach().half().double() + 0.75 * pb[k].detach().double()
+        assert torch.equal(p, expected.float().half().float()), k
+    # equal shares by default; a file averaged with itself is itself
+    same = tmp_path / "same.safetensors"
+    assert cli(["weights", "average", str(b), str(b), "-o", str(same), "--dtype", "fp32"]) == 0
+    assert _same(rvrt.load_model(same), other)
+    capsys.readouterr()
+    for argv, says in (
+        ([str(a), str(b), "-o", str(out)], "exists; pass --overwrite"),
+        ([str(a), str(b), "-o", str(tmp_path / "x.safetensors"), "--shares", "0.5"], "2 input files"),
+        ([str(a), str(b), "-o", str(tmp_path / "x.safetensors"), "--shares", "0.5", "0.6"], "sum to 1"),
+        ([str(a), str(tmp_path / "no.safetensors"), "-o", str(tmp_path / "x.safetensors")], "not found"),
+    ):
+        assert cli(["weights", "average", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, (argv, err)
+    assert not (tmp_path / "x.safetensors").exists()
+    small = dict(TINY, embed_dims=[16, 16, 16])
+    c = tmp_path / "c.safetensors"
+    save_safetensors(
+        rvrt.create_model(replace(tiny_spec, kwargs=small)), c, arch="rvrt", config=small, name="rvrt:tiny"
+    )
+    assert cli(["weights", "average", str(a), str(c), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "different models" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "save_safetensors",
     "load_into",
     "state_dict_mismatch",
+    "average_state_dicts",
     "METADATA_ARCH",
     "METADATA_CONFIG",
     "METADATA_NAME",
@@ -145,6 +146,29 @@ def save_safetensors(
     if name is not None:
         meta[METADATA_NAME] = name
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def average_state_dicts(
+    states: Sequence[Mapping[str, torch.Tensor]], shares: Sequence[float]
+) -> dict[str, torch.Tensor]:
+    """The weighted mean ``sum(share_i * state_i)`` of state dicts of one model, in float32.
+
+    Checkpoint averaging, or a model between a model and its fine-tuned version (interpolation in
+    weight space). ``shares`` are >= 0 and sum to 1; the sum is accumulated in float64.
+
+    Raises:
+        ValueError: the shares, or the state dicts' keys and shapes, do not fit.
+    """
+    if len(shares) != len(states) or not states:
+        raise ValueError(f"{len(shares)} shares for {len(states)} state dicts")
+    if any(s < 0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
+        raise ValueError(f"shares must be >= 0 and sum to 1; got {list(shares)}")
+    first = states[0]
+    for i, other in enumerate(states[1:], 1):
+        diff = state_dict_mismatch(first, other)
+        if diff["missing"] or diff["unexpected"] or diff["mismatched"]:
+            raise ValueError(f"state dict {i} differs from the first:\n  " + _describe(diff))
+    return {k: sum(s * st[k].double() for s, st in zip(shares, states)).float() for k in first}
 
 
 def state_dict_mismatch(model: nn.Module | Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> dict:

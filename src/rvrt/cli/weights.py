@@ -50,6 +50,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_quiet(cv)
     cv.set_defaults(run=_convert)
 
+    av = wsub.add_parser(
+        "average",
+        help="average the parameters of weights files of one model (checkpoint averaging; a model "
+        "between a model and its fine-tuned version)",
+    )
+    av.add_argument("input", type=Path, nargs="+", help="weights files of one model")
+    av.add_argument("-o", "--output", type=Path, required=True, help="the averaged .safetensors")
+    av.add_argument(
+        "--shares",
+        type=float,
+        nargs="+",
+        metavar="SHARE",
+        help="how much of each INPUT, in their order, >= 0 and summing to 1 (default: equal shares)",
+    )
+    av.add_argument("-m", "--model", help="model name or config file (default: recognised from the files)")
+    av.add_argument(
+        "--dtype",
+        type=dtype_arg,
+        default=None,
+        metavar="{fp32,fp16,bf16}",
+        help="store the parameters in this dtype. Default: the first INPUT's",
+    )
+    av.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    av.set_defaults(run=_average)
+
 
 def _weights_here(spec: zoo.ModelSpec) -> str:
     """Whether the weights file is on this machine, and how it is checked before use."""
@@ -135,20 +160,36 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output(path: Path, overwrite: bool) -> None:
+    if path.suffix != ".safetensors":
+        raise InputError(f"OUTPUT must end in .safetensors; got {path}")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; pass --overwrite to replace it")
+
+
+def _dtype(args: argparse.Namespace, path: Path, names: set[str]):
+    """``--dtype``, or the dtype ``path`` stores the parameters ``names`` in (models load float16 files
+    into float32, so the model's own dtype does not say)."""
+    if args.dtype is not None:
+        from rvrt.compute import resolve_dtype
+
+        return resolve_dtype(args.dtype)
+    import torch
+
+    from rvrt.checkpoint import load_state_dict_file
+
+    stored = load_state_dict_file(path)
+    return next((v.dtype for k, v in stored.items() if k in names and v.is_floating_point()), torch.float32)
+
+
 def _convert(args: argparse.Namespace) -> int:
     from rvrt.api import load_model
     from rvrt.checkpoint import save_safetensors
 
-    if args.output.suffix != ".safetensors":
-        raise InputError(f"OUTPUT must end in .safetensors; got {args.output}")
-    if args.output.exists() and not args.overwrite:
-        raise InputError(f"{args.output} exists; pass --overwrite to replace it")
+    _check_output(args.output, args.overwrite)
     model = load_model(args.input, model=args.model)
     spec = model.rvrt_spec
-    if args.dtype is not None:
-        from rvrt.compute import resolve_dtype
-
-        model.to(resolve_dtype(args.dtype))
+    model.to(_dtype(args, args.input, {k for k, _ in model.named_parameters()}))
     save_safetensors(
         model,
         args.output,
@@ -158,4 +199,37 @@ def _convert(args: argparse.Namespace) -> int:
         metadata={"rvrt.source": args.input.name},
     )
     print(f"wrote {args.output} ({spec.name}, {spec.arch})")
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    from rvrt.api import load_model
+    from rvrt.checkpoint import average_state_dicts, save_safetensors
+
+    _check_output(args.output, args.overwrite)
+    shares = args.shares if args.shares is not None else [1 / len(args.input)] * len(args.input)
+    if len(shares) != len(args.input):
+        raise InputError(f"--shares has {len(shares)} values for {len(args.input)} input files; give one per file")
+    if any(s < 0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
+        raise InputError(f"--shares must be >= 0 and sum to 1; got {' '.join(f'{s:g}' for s in shares)}")
+    models = [load_model(path, model=args.model) for path in args.input]
+    kinds = {(m.rvrt_spec.name, repr(m.config)) for m in models}
+    if len(kinds) > 1:
+        names = ", ".join(sorted({name for name, _ in kinds}))
+        raise InputError(f"the input files belong to different models ({names}); average the files of one model")
+    # the parameters only: buffers are tables the model rebuilds itself
+    states = [{k: p.detach() for k, p in m.named_parameters()} for m in models]
+    averaged = average_state_dicts(states, shares)
+    dtype = _dtype(args, args.input[0], set(averaged))
+    spec = models[0].rvrt_spec
+    recipe = ", ".join(f"{s:g} x {p.name}" for s, p in zip(shares, args.input))
+    save_safetensors(
+        {k: v.to(dtype) for k, v in averaged.items()},
+        args.output,
+        arch=spec.arch,
+        config=spec.build_config().to_kwargs(),
+        name=spec.name,
+        metadata={"rvrt.source": f"average of {recipe}"},
+    )
+    print(f"wrote {args.output} ({spec.name}: {recipe})")
     return 0
