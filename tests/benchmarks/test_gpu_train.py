@@ -19,6 +19,7 @@ import torch
 import rvrt
 from rvrt.checkpoint import load_state_dict_file, read_metadata
 from rvrt.files import loads_toml
+from rvrt.train.config import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_train.py"
@@ -27,18 +28,8 @@ _spec = importlib.util.spec_from_file_location("gpu_train", SCRIPT)
 gpu_train = sys.modules["gpu_train"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gpu_train)
 
-# tiny_cpu's [model.kwargs] (src/rvrt/recipes/tiny_cpu.toml), the model the export names
-TINY = {
-    "upscale": 4,
-    "embed_dims": [12, 12, 12],
-    "num_heads": [2, 2, 2],
-    "depths": [1, 1, 1],
-    "num_blocks": [1, 1, 1],
-    "window_size": [2, 8, 8],
-    "deformable_groups": 2,
-    "attention_heads": 2,
-    "inputconv_groups": [1, 1, 1, 1, 1, 1],
-}
+# the model the export names: tiny_cpu's own
+TINY = load_recipe("tiny_cpu")["model"]["kwargs"]
 FAST = ["data.val={}", "train.threads=1"]  # no validation: the probe's rate is the training rate
 
 

@@ -37,16 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cv = wsub.add_parser("convert", help="convert a weights file (.pth, .ckpt, .safetensors) to .safetensors")
     cv.add_argument("input", type=Path)
     cv.add_argument("output", type=Path)
-    cv.add_argument("-m", "--model", help="model name or config file (default: recognised from the file)")
-    cv.add_argument(
-        "--dtype",
-        type=dtype_arg,
-        default=None,
-        metavar="{fp32,fp16,bf16}",
-        help="store the parameters in this dtype (fp16 halves the file; models load them into "
-        "float32). Default: as in INPUT",
-    )
-    cv.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    _add_output_options(cv, "INPUT")
     add_quiet(cv)
     cv.set_defaults(run=_convert)
 
@@ -64,16 +55,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="SHARE",
         help="how much of each INPUT, in their order, >= 0 and summing to 1 (default: equal shares)",
     )
-    av.add_argument("-m", "--model", help="model name or config file (default: recognised from the files)")
-    av.add_argument(
+    _add_output_options(av, "the first INPUT")
+    av.set_defaults(run=_average)
+
+
+def _add_output_options(p: argparse.ArgumentParser, source: str) -> None:
+    """-m/--model, --dtype and --overwrite of the commands that write a weights file."""
+    p.add_argument("-m", "--model", help="model name or config file (default: recognised from the file)")
+    p.add_argument(
         "--dtype",
         type=dtype_arg,
         default=None,
         metavar="{fp32,fp16,bf16}",
-        help="store the parameters in this dtype. Default: the first INPUT's",
+        help="store the parameters in this dtype (fp16 halves the file; models load them into "
+        f"float32). Default: as in {source}",
     )
-    av.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    av.set_defaults(run=_average)
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
 
 
 def _weights_here(spec: zoo.ModelSpec) -> str:
