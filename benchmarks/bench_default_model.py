@@ -21,8 +21,10 @@ default tiling). Prints a markdown table (the gain is the model's PSNR minus bic
 weights files (the model from their metadata); neither: the built-in model.
 
 ``--save DIR`` keeps the restored frames and adds a table of the detail each output adds in flat
-areas of the ground truth (:func:`flat_texture`); the inputs stay in ``--work`` (``lq/``, ``crf28/``, ...,
-``gt/``), so a before/after picture is one ``rvrt compare`` (bicubic | model | ground truth)::
+areas of the ground truth (:func:`flat_texture`). The inputs stay in ``--work`` (``lq/``, ``crf28/``, ...,
+``gt/``) and later runs with the same sequences, frames and kinds score those same files (libx264
+does not encode city the same way twice; ``--fresh`` makes them again), and a before/after picture
+is one ``rvrt compare`` (bicubic | model | ground truth)::
 
     rvrt compare /tmp/rvrt-default-model/crf28/calendar DIR/rvrt.sr_small/crf28/calendar \
         /tmp/rvrt-default-model/gt/calendar -o calendar_crf28.png --frame 4 --crop 420,420,192,128 \
@@ -151,17 +153,28 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", choices=("clean", *(f"crf{c}" for c in CRFS)),
                     default=["clean", *(f"crf{c}" for c in CRFS)], help="input kinds")  # fmt: skip
     ap.add_argument("--json", type=Path, help="write every score as JSON")
+    ap.add_argument("--fresh", action="store_true", help="make the inputs again even if --work has them")
     ap.add_argument("--save", type=Path, help="keep the restored frames: SAVE/<model>/<input>/<sequence>/")
     args = ap.parse_args()
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    lq, gt = prepare(args.data, args.work, args.sequences, args.frames)
-    inputs = {"clean": lq}
-    for crf in CRFS:
-        if f"crf{crf}" in args.kinds:
-            inputs[f"crf{crf}"] = args.work / f"crf{crf}"
-            h264_roundtrip(lq, inputs[f"crf{crf}"], args.work, crf)
+    # libx264 through the video writer does not give the same stream twice for city (up to 66 levels
+    # apart on a decoded pixel at CRF 33; calendar's are identical), so runs compared with each other
+    # score the same encoded inputs: kept in --work and reused while these settings match
+    stamp = {"data": str(args.data.resolve()), "sequences": sorted(args.sequences), "frames": args.frames,
+             "kinds": sorted(args.kinds)}  # fmt: skip
+    lq, gt = args.work / "lq", args.work / "gt"
+    inputs = {"clean": lq, **{f"crf{crf}": args.work / f"crf{crf}" for crf in CRFS}}
     inputs = {k: v for k, v in inputs.items() if k in args.kinds}
+    kept = args.work / "inputs.json"
+    if not args.fresh and kept.exists() and json.loads(kept.read_text()) == stamp:
+        print(f"reusing the inputs in {args.work} (--fresh encodes them again)", file=sys.stderr)
+    else:
+        shutil.rmtree(args.work, ignore_errors=True)
+        prepare(args.data, args.work, args.sequences, args.frames)
+        for kind, root in inputs.items():
+            if kind != "clean":
+                h264_roundtrip(lq, root, args.work, int(kind[3:]))
+        kept.write_text(json.dumps(stamp))
 
     torch.set_grad_enabled(False)
     rows: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
