@@ -22,9 +22,9 @@ weights files (the model from their metadata); neither: the built-in model.
 
 ``--save DIR`` keeps the restored frames and adds a table of the detail each output adds in flat
 areas of the ground truth (:func:`flat_texture`). The inputs stay in ``--work`` (``lq/``, ``crf28/``, ...,
-``gt/``) and later runs with the same sequences, frames and kinds score those same files (libx264
-does not encode city the same way twice; ``--fresh`` makes them again), and a before/after picture
-is one ``rvrt compare`` (bicubic | model | ground truth)::
+``gt/``) and later runs with the same sequences, frames and kinds score those same files (rvrt's
+video writer does not give the same libx264 stream for city twice; ``--fresh`` makes them again),
+and a before/after picture is one ``rvrt compare`` (bicubic | model | ground truth)::
 
     rvrt compare /tmp/rvrt-default-model/crf28/calendar DIR/rvrt.sr_small/crf28/calendar \
         /tmp/rvrt-default-model/gt/calendar -o calendar_crf28.png --frame 4 --crop 420,420,192,128 \
