@@ -980,7 +980,7 @@ def _finish_table(path: Path, title: str, result: dict, output: str) -> None:
 
 
 def write_summary(args, env: dict, started: float, results: dict[str, dict], argv: list[str]) -> None:
-    commit = args.commit or _git_commit()
+    commit = args.commit or git_commit()
     used = time.time() - started
     lines = [
         "# rvrt GPU suite",
@@ -1014,7 +1014,7 @@ def write_summary(args, env: dict, started: float, results: dict[str, dict], arg
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=12"],
                              capture_output=True, text=True, timeout=10)  # fmt: skip

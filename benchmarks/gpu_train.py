@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import signal
 import statistics
@@ -51,6 +50,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from gpu_suite import environment, git_commit
 
 #: the GPU settings over the recipe (``--preset gpu``): a batch that keeps one GPU busy, the data
 #: workers to feed it (the pipeline costs about 0.1 s per clip on one core, bench_degradations.py),
@@ -97,32 +98,12 @@ def _newest_checkpoint(run: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _versions() -> str:
+def _environment(device: str) -> str:
+    """The device and versions line of the summary (gpu_suite's description of the machine)."""
     import torch
 
-    try:
-        import av
-
-        pyav = av.__version__
-    except ImportError:
-        pyav = "absent"
-    return f"Python {platform.python_version()}, PyTorch {torch.__version__}, PyAV {pyav}"
-
-
-def _device(device: str) -> str:
-    import torch
-
-    if device != "cpu" and torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    env = environment("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+    return f"{env['device']}; Python {env['python']}, PyTorch {env['torch']}, PyAV {env['av']}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# gpu_train",
         "",
-        f"- device: {_device(args.device)}; {_versions()}",
-        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {_commit()}",
+        f"- device: {_environment(args.device)}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {git_commit()}",
         f"- command: `python {shlex.join(sys.argv)}`" if argv is None else f"- arguments: `{shlex.join(argv)}`",
         f"- recipe: {args.recipe}; overrides: `{' '.join(sets)}`",
         f"- probe: {n} iterations, {rate:.3f} it/s (median of {len(rates)} logs), start-up {startup:.0f} s, "

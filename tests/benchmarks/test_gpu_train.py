@@ -23,6 +23,7 @@ from rvrt.train.config import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_train.py"
+sys.path.insert(0, str(SCRIPT.parent))  # as when it runs as a script: it imports gpu_suite beside it
 
 _spec = importlib.util.spec_from_file_location("gpu_train", SCRIPT)
 gpu_train = sys.modules["gpu_train"] = importlib.util.module_from_spec(_spec)
