@@ -22,8 +22,8 @@ weights files (the model from their metadata); neither: the built-in model.
 
 ``--save DIR`` keeps the restored frames and adds a table of the detail each output adds in flat
 areas of the ground truth (:func:`flat_texture`). The inputs stay in ``--work`` (``lq/``, ``crf28/``, ...,
-``gt/``) and later runs with the same sequences, frames and kinds score those same files (rvrt's
-video writer does not give the same libx264 stream for city twice; ``--fresh`` makes them again),
+``gt/``) and later runs with the same sequences, frames and kinds score those same files (libx264
+does not give the same stream for city twice, see below; ``--fresh`` makes them again),
 and a before/after picture is one ``rvrt compare`` (bicubic | model | ground truth)::
 
     rvrt compare /tmp/rvrt-default-model/crf28/calendar DIR/rvrt.sr_small/crf28/calendar \
@@ -157,9 +157,11 @@ def main() -> None:
     ap.add_argument("--save", type=Path, help="keep the restored frames: SAVE/<model>/<input>/<sequence>/")
     args = ap.parse_args()
 
-    # libx264 through the video writer does not give the same stream twice for city (up to 66 levels
-    # apart on a decoded pixel at CRF 33; calendar's are identical), so runs compared with each other
-    # score the same encoded inputs: kept in --work and reused while these settings match
+    # libx264 (x264 core 165 in PyAV's FFmpeg) does not give the same stream twice for city: with
+    # MB-tree and B-frames on, its lookahead reads an uninitialised stack value (valgrind; it happens
+    # with PyAV alone and one thread), up to 66 levels apart on a decoded pixel at CRF 33 (calendar's
+    # are identical). So runs compared with each other score the same encoded inputs: kept in --work
+    # and reused while these settings match
     stamp = {"data": str(args.data.resolve()), "sequences": sorted(args.sequences), "frames": args.frames,
              "kinds": sorted(args.kinds)}  # fmt: skip
     lq, gt = args.work / "lq", args.work / "gt"
