@@ -30,7 +30,7 @@ and the ``--set`` overrides on top:
 
 Score a candidate on any machine afterwards (docs/DEFAULT_MODEL.md)::
 
-    cd benchmarks && python bench_default_model.py -m rvrt.sr_small --weights candidate.safetensors
+    cd benchmarks && python bench_default_model.py -m rvrt.sr_small_v2 --weights candidate.safetensors
 
 On a CPU the same steps run in seconds (tests/benchmarks/test_gpu_train.py)::
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 import rvrt
 from rvrt import zoo
+from rvrt.api import fetch_weights
 from rvrt.cli import main
 from rvrt.demo import run_demo
 from rvrt.media import probe
@@ -26,8 +28,13 @@ def test_the_default_is_a_built_in_model_for_x4():
 def test_built_in_models_ship_and_match_their_recipes(name):
     spec = rvrt.get_spec(name)
     assert spec.weights.bundled and spec.weights.license == "Apache-2.0"
-    recipe = load_recipe(spec.extras["recipe"])
-    assert recipe["model"]["kwargs"] == spec.kwargs and name in recipe["aliases"]
+    assert hashlib.sha256(fetch_weights(spec).read_bytes()).hexdigest() == spec.weights.sha256
+    # trained by one recipe (which `rvrt train NAME` runs) or averaged from runs of several, each the same network
+    made_by = spec.extras.get("average_of") or (spec.extras["recipe"],)
+    for recipe in map(load_recipe, made_by):
+        assert recipe["model"]["kwargs"] == spec.kwargs
+    if "recipe" in spec.extras:
+        assert name in load_recipe(spec.extras["recipe"])["aliases"]
     net = rvrt.create_model(spec, weights="official")
     assert sum(p.numel() for p in net.parameters()) == pytest.approx(2.9e6, rel=0.05)
     # trained weights, not an initialisation: the reconstruction head is far from zero
@@ -86,6 +93,6 @@ def test_weights_means_the_same_in_every_function(caplog):
     run = dict(device="cpu", tile=(0, 0, 0), scene_cuts="off")
     with caplog.at_level(logging.WARNING):
         noise = dict(rvrt.restore_iter(frames, weights=None, **run))
-    assert "weights=None: rvrt.sr_small is randomly initialised" in caplog.text
+    assert f"weights=None: {zoo.DEFAULT_MODEL} is randomly initialised" in caplog.text
     restored = dict(rvrt.restore_iter(frames, **run))
     assert not torch.allclose(noise[0], restored[0], atol=0.05)

@@ -38,9 +38,11 @@ def native(monkeypatch):
 
 
 def test_the_default_model_is_measured_for_bf16():
-    assert zoo.get_spec("rvrt.sr_small").extras.get("auto_bf16") is True
+    measured = {"rvrt.sr_small", "rvrt.sr_small_v2"}
+    assert zoo.DEFAULT_MODEL in measured
+    assert all(zoo.get_spec(n).extras.get("auto_bf16") is True for n in measured)
     # official models were not measured on real frames with their weights here: they stay float32
-    assert not any(zoo.get_spec(n).extras.get("auto_bf16") for n in zoo.list_models() if n != "rvrt.sr_small")
+    assert not any(zoo.get_spec(n).extras.get("auto_bf16") for n in zoo.list_models() if n not in measured)
 
 
 def test_auto_is_bf16_only_for_measured_models_with_their_weights_on_native_hardware(native):

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from media import make_video, smooth_frames
+from rvrt import zoo
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -105,7 +106,7 @@ def test_upload_preview_run_download_in_chromium(server, tiny_sr_weights, tmp_pa
             page = browser.new_page(accept_downloads=True, viewport={"width": 1000, "height": 1250})
             page.goto(url)
             expect(page.locator("#model option")).not_to_have_count(0)
-            assert page.locator("#model").input_value() == "rvrt.sr_small"  # the default model, preselected
+            assert page.locator("#model").input_value() == zoo.DEFAULT_MODEL  # the default model, preselected
 
             broken = tmp_path / "broken.mp4"
             broken.write_bytes(b"\0" * 4096)

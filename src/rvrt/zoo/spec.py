@@ -102,8 +102,9 @@ class ModelSpec:
         extras: anything else, e.g.
             ``bytes_per_pixel_frame`` (memory estimate behind ``--tile auto``), ``protocol_tiles``
             (``{protocol: (tile, overlap)}`` where the official test of a benchmark used another tile),
-            ``recipe`` (the training recipe that made rvrt's own weights), ``auto_bf16`` (``dtype="auto"``
-            may compute it in bfloat16: measured within 2 levels of float32 on real frames).
+            ``recipe`` (the training recipe that made rvrt's own weights), ``average_of`` (the recipes of
+            the runs whose weights were averaged into them, see ``rvrt weights average``), ``auto_bf16``
+            (``dtype="auto"`` may compute it in bfloat16: measured within 2 levels of float32 on real frames).
     """
 
     name: str
@@ -136,7 +137,7 @@ class ModelSpec:
 
 #: the model ``rvrt restore --scale N`` uses when no model is named, per scale; a scale missing here
 #: has no built-in model yet and the command says how to get one (:data:`SCALE_RECIPES`)
-DEFAULT_MODELS: dict[int, str] = {4: "rvrt.sr_small"}
+DEFAULT_MODELS: dict[int, str] = {4: "rvrt.sr_small_v2"}
 
 #: the model ``rvrt restore`` (and ``rvrt demo``) uses when neither a model nor weights are given: the
 #: x4 one; its weights ship with the package (Apache-2.0), see docs/DEFAULT_MODEL.md
